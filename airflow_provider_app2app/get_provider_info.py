@@ -91,8 +91,9 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "peer_certificates": {
         "label": "Peer certificates (JSON)",
-        "description": 'JSON object mapping a sender destination URI to its certificate PEM, '
-        'used to verify signatures: {"kld://…/d/partner-external": "-----BEGIN CERTIFICATE-----…"}.',
+        "description": "JSON object mapping a sender destination URI to its certificate PEM, "
+        'used to verify signatures: {"kld://…/d/partner-external": '
+        '"-----BEGIN CERTIFICATE-----…"}.',
         "schema": _NULLABLE_STRING,
     },
 }

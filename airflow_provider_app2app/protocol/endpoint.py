@@ -30,9 +30,7 @@ def _parse_bool(name: str, value: object) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise EndpointError(
-        f"Tuning parameter {name}={value!r} is not a boolean; use true or false."
-    )
+    raise EndpointError(f"Tuning parameter {name}={value!r} is not a boolean; use true or false.")
 
 
 def _parse_positive_int(name: str, value: object) -> int:

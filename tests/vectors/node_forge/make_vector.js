@@ -4,7 +4,8 @@
 //   npm install node-forge
 //   NODE_PATH=$PWD/node_modules node /path/to/tests/vectors/node_forge/make_vector.js /path/to/tests/vectors/node_forge
 //
-// Writes: recipient_key.pem, recipient_cert.pem, sender_cert.pem, plaintext.json, envelope.pem
+// Writes: recipient_key.pem, recipient_cert.pem, sender_key.pem, sender_cert.pem, plaintext.json,
+// envelope.pem
 'use strict';
 
 const fs = require('fs');
@@ -60,6 +61,7 @@ const envelopePem = forge.pkcs7.messageToPem(p7);
 const write = (name, data) => fs.writeFileSync(path.join(outDir, name), data);
 write('recipient_key.pem', forge.pki.privateKeyToPem(recipient.keys.privateKey));
 write('recipient_cert.pem', forge.pki.certificateToPem(recipient.cert));
+write('sender_key.pem', forge.pki.privateKeyToPem(sender.keys.privateKey));
 write('sender_cert.pem', forge.pki.certificateToPem(sender.cert));
 write('plaintext.json', Buffer.from(plaintext, 'utf8'));
 write('envelope.pem', envelopePem);
