@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites: the emulator as a subprocess, raw clients, configs."""
