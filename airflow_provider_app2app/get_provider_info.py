@@ -114,6 +114,31 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "hooks": [
+            {
+                "integration-name": "Kaleido App2App",
+                "python-modules": ["airflow_provider_app2app.hooks.app2app"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Kaleido App2App",
+                "python-modules": ["airflow_provider_app2app.operators.app2app"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Kaleido App2App",
+                "python-modules": ["airflow_provider_app2app.sensors.app2app"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Kaleido App2App",
+                "python-modules": ["airflow_provider_app2app.triggers.app2app"],
+            }
+        ],
+        "queues": ["airflow_provider_app2app.queues.app2app.App2AppMessageQueueProvider"],
         "connection-types": [
             {
                 "connection-type": "app2app",

@@ -16,6 +16,7 @@ from airflow_provider_app2app.hooks.connection_settings import (
     ConnectionFields,
     settings_from_fields,
 )
+from airflow_provider_app2app.hooks.produce_requests import decode_request
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -119,7 +120,7 @@ class App2AppHook(BaseHook):
         :returns: per message ``{"key", "timestamp", "recipient"}``; ``timestamp`` is
             ``None`` when not waiting for delivery.
         """
-        requests = [dict(m) for m in messages]
+        requests = [decode_request(m) for m in messages]
         with self.get_client() as client:
             receipts = client.produce_many(
                 requests, wait_for_delivery=wait_for_delivery, timeout=timeout

@@ -23,6 +23,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_app2app.client.errors import DecryptionError, InvalidSignatureError
 from airflow_provider_app2app.hooks.app2app import App2AppHook
+from airflow_provider_app2app.hooks.produce_requests import decode_request
 from airflow_provider_app2app.protocol.errors import App2AppError, MalformedPayloadError
 from airflow_provider_app2app.protocol.matching import MessageFilter
 from airflow_provider_app2app.triggers.destination_stream import (
@@ -86,6 +87,9 @@ class App2AppMessageTrigger(BaseEventTrigger):
     :param dead_letter_destination: where messages nobody claimed are forwarded.
     :param read_ahead: how many uncommitted messages the service may deliver ahead.
     :param use_shared_stream: share one subscription per destination on Airflow ≥ 3.3.
+    :param deadline: epoch seconds after which a standalone ``run()`` fires a
+        ``timeout`` event (the triggerer enforces the task's timeout by itself; this
+        covers ``airflow dags test`` and non-deferrable sensors).
     """
 
     def __init__(
@@ -99,9 +103,11 @@ class App2AppMessageTrigger(BaseEventTrigger):
         dead_letter_destination: str | None = None,
         read_ahead: int = DEFAULT_READ_AHEAD,
         use_shared_stream: bool = True,
+        deadline: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.deadline = None if deadline is None else float(deadline)
         self.destination = destination
         self.app2app_conn_id = app2app_conn_id
         self.match = MessageFilter.from_dict(match).to_dict()
@@ -130,6 +136,7 @@ class App2AppMessageTrigger(BaseEventTrigger):
                 "dead_letter_destination": self.dead_letter_destination,
                 "read_ahead": self.read_ahead,
                 "use_shared_stream": self.use_shared_stream,
+                "deadline": self.deadline,
             },
         )
 
@@ -158,6 +165,9 @@ class App2AppMessageTrigger(BaseEventTrigger):
         passed: list[tuple[DeliveredMessage, float]] = []
         try:
             while True:
+                if self.deadline is not None and time.time() >= self.deadline:
+                    yield fire(self._timeout_event(wanted))
+                    return
                 message = await self._next(client, passed)
                 if message is None:
                     continue
@@ -188,9 +198,14 @@ class App2AppMessageTrigger(BaseEventTrigger):
         timeout = None
         if passed:
             timeout = max(0.0, passed[0][1] + self.retention - time.monotonic())
+        if self.deadline is not None:
+            left = max(0.0, self.deadline - time.time())
+            timeout = left if timeout is None else min(timeout, left)
         try:
             return await client.receive(timeout)
         except TimeoutError:
+            if not passed or passed[0][1] + self.retention > time.monotonic():
+                return None  # the deadline, checked by the caller
             expired, _ = passed.pop(0)
             self._warn_unclaimed(expired)
             await client.commit(expired)
@@ -199,6 +214,14 @@ class App2AppMessageTrigger(BaseEventTrigger):
             # The message holds a commit slot: it is committed with the next match.
             log.error("Skipping a message on %s: %s", self.destination, exc)
             return None
+
+    def _timeout_event(self, wanted: MessageFilter) -> dict[str, Any]:
+        return {
+            "status": "timeout",
+            "message": f"No message matching {wanted.describe()} arrived at "
+            f"{self.destination} in time; check that the sender uses the same key and "
+            f"destination, or raise the sensor's timeout.",
+        }
 
     def _warn_unclaimed(self, message: DeliveredMessage) -> None:
         log.warning(
@@ -373,7 +396,9 @@ class App2AppDeliveryTrigger(BaseEventTrigger):
             client = await hook.aget_client()
             async with client:
                 receipts = await client.produce_many(
-                    self.messages, wait_for_delivery=True, timeout=self.timeout
+                    [decode_request(m) for m in self.messages],
+                    wait_for_delivery=True,
+                    timeout=self.timeout,
                 )
         except App2AppError as exc:
             yield fire(error_event(str(exc)))
