@@ -370,13 +370,23 @@ class AsyncApp2AppClient:
         return future
 
     async def _await(self, future: _AckFuture, deadline: float, what: str) -> tuple[Any, ...]:
-        if future.done() and not future.cancelled() and future.exception() is None:
-            return future.result()  # the common case in a pipeline: no timer needed
-        remaining = deadline - time.monotonic()
-        try:
-            return await asyncio.wait_for(future, max(remaining, 0.0))
-        except asyncio.TimeoutError:
+        # One timer that cancels the future: cheaper than asyncio.wait_for, which
+        # matters when a pipeline waits for thousands of acknowledgements.
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
             future.cancel()
+
+        assert self._loop is not None
+        timer = None
+        if not future.done():
+            timer = self._loop.call_later(max(deadline - time.monotonic(), 0.0), expire)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not expired:
+                raise
             raise App2AppTimeoutError(
                 f"The service did not acknowledge {what} within the timeout; it may be "
                 f"overloaded. Retry, or raise operation_timeout."
@@ -387,6 +397,9 @@ class AsyncApp2AppClient:
                 f"The connection dropped before the service acknowledged {what}; it may "
                 f"or may not have been applied. Retry it (duplicates are possible)."
             ) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _call(self, event: str, args: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
         deadline = time.monotonic() + timeout
@@ -449,7 +462,9 @@ class AsyncApp2AppClient:
         error, text = ack_error(ack)
         if error is not None:
             deliveries.failed(receipt, error)
-            raise self._core.service_error("produce", error, **{"from": sender, "to": receipt.recipient})
+            raise self._core.service_error(
+                "produce", error, **{"from": sender, "to": receipt.recipient}
+            )
         deliveries.acknowledged(receipt, text)
 
     async def produce_many(

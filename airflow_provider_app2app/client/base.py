@@ -175,8 +175,7 @@ class ClientCore:
         hint = _HINTS.get(operation, "Check the request.").format(user=self.settings.username)
         target = f" ({', '.join(f'{k} {v}' for k, v in context.items())})" if context else ""
         return ServiceError(
-            f"The App2App service rejected {operation}{target}: {text.strip().rstrip('.')}. "
-            f"{hint}",
+            f"The App2App service rejected {operation}{target}: {text.strip().rstrip('.')}. {hint}",
             operation=operation,
             service_text=text,
         )

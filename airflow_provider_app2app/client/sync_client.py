@@ -107,6 +107,7 @@ class App2AppClient:
         self._closing = False
         self._stop = threading.Event()
         self._reconnector: threading.Thread | None = None
+        self._stale: list[SyncTransport] = []
         self._connect_lock = threading.Lock()
 
     # -------------------------------------------------------------- lifecycle
@@ -157,6 +158,7 @@ class App2AppClient:
             self._cond.notify_all()
         if transport is not None:
             transport.close()
+        self._close_stale()
         reconnector = self._reconnector
         if reconnector is not None and reconnector is not threading.current_thread():
             reconnector.join(timeout=self.settings.connect_timeout + 1)
@@ -234,6 +236,8 @@ class App2AppClient:
             if number != self._live or self._closing:
                 return
             self._core.connection_closed(number)
+            if self._transport is not None:
+                self._stale.append(self._transport)
             self._transport, self._live = None, 0
             if not self.settings.reconnect:
                 self._core.fatal = ConnectionLostError(
@@ -252,6 +256,7 @@ class App2AppClient:
         attempts = 0
         try:
             for delay in settings.backoff.delays():
+                self._close_stale()
                 if self._stop.wait(delay):
                     return
                 attempts += 1
@@ -291,6 +296,13 @@ class App2AppClient:
             with self._cond:
                 if self._reconnector is threading.current_thread():
                     self._reconnector = None
+
+    def _close_stale(self) -> None:
+        """Close dropped transports (a namespace-level drop can leave Engine.IO open)."""
+        with self._cond:
+            stale, self._stale = self._stale, []
+        for transport in stale:
+            transport.close()
 
     def _fail(self, error: App2AppError) -> None:
         log.error("The App2App client stops: %s", error)
@@ -428,7 +440,9 @@ class App2AppClient:
         error, text = ack_error(ack)
         if error is not None:
             deliveries.failed(receipt, error)
-            raise self._core.service_error("produce", error, **{"from": sender, "to": receipt.recipient})
+            raise self._core.service_error(
+                "produce", error, **{"from": sender, "to": receipt.recipient}
+            )
         deliveries.acknowledged(receipt, text)
 
     def produce_many(

@@ -9,9 +9,10 @@ Two behaviours of the Socket.IO libraries are corrected here:
 
 * **Event order.** Engine.IO clients dispatch every received message in a new
   thread (sync) or task (asyncio), so two ``data`` events that arrive back to back
-  can reach the application in either order, which breaks log order and commit
-  counting. The adapters' Engine.IO classes dispatch ``message`` and ``disconnect``
-  through one FIFO worker per connection instead.
+  can reach the application in either order (threads), or after the disconnect that
+  followed them (tasks), which breaks log order and commit counting. The sync
+  adapters dispatch ``message`` and ``disconnect`` through one FIFO thread per
+  connection; the asyncio adapters handle each message inline in the read loop.
 * **Process-wide side effects.** The legacy libraries install SIGINT handlers (the
   asyncio one stops the event loop on Ctrl-C); they are kept from doing so, and
   the transport loggers stay at ERROR unless configured, because at INFO they print
@@ -117,7 +118,16 @@ class _OrderedSyncDispatch:
     def _fifo_loop(self) -> None:
         parent: Any = super()
         while True:
-            event, args, done = self._fifo.get()
+            try:
+                event, args, done = self._fifo.get(timeout=0.5)
+            except queue.Empty:
+                # a stray packet after the disconnect restarted this thread: end it
+                if getattr(self, "state", "connected") != "connected":
+                    with self._fifo_lock:
+                        if self._fifo.empty():
+                            self._fifo_thread = None
+                            return
+                continue
             try:
                 parent._trigger_event(event, *args, run_async=False)
             except Exception:  # engineio logs handler errors itself; never die
@@ -132,49 +142,30 @@ class _OrderedSyncDispatch:
                         return
 
 
-class _OrderedAsyncDispatch:
-    """Engine.IO (asyncio) mixin: ``message``/``disconnect`` events on one FIFO task."""
+class _InlineAsyncDispatch:
+    """Engine.IO (asyncio) mixin: handle each received message inline, in the read loop.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._fifo: asyncio.Queue[tuple[str, tuple[Any, ...], asyncio.Future[None] | None]] | None
-        self._fifo = None
-        self._fifo_task: asyncio.Task[None] | None = None
+    The read loop awaits the handling of one packet before it reads the next, so
+    events reach the application in arrival order, with no task per message. A
+    server-sent namespace DISCONNECT makes python-socketio call ``eio.disconnect()``
+    from inside that handling; waiting there for the read loop to end would mean
+    waiting for itself, so such a disconnect does not wait.
+    """
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
         parent: Any = super()
-        if event not in _DISPATCHED:
-            return await parent._trigger_event(event, *args, **kwargs)
-        kwargs.pop("run_async", None)
-        if asyncio.current_task() is self._fifo_task:
-            return await parent._trigger_event(event, *args, run_async=False)
-        loop = asyncio.get_running_loop()
-        if self._fifo is None:
-            self._fifo = asyncio.Queue()
-        done: asyncio.Future[None] | None = loop.create_future() if event == "disconnect" else None
-        self._fifo.put_nowait((event, args, done))
-        if self._fifo_task is None or self._fifo_task.done():
-            self._fifo_task = loop.create_task(self._fifo_loop(self._fifo))
-        if done is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(done), 10.0)
-            except asyncio.TimeoutError:
-                TRANSPORT_LOGGER.warning("Socket.IO disconnect handling took over 10 s")
-        return None
+        return await parent._trigger_event(event, *args, **kwargs)
 
-    async def _fifo_loop(self, fifo: asyncio.Queue[Any]) -> None:
+    async def disconnect(self, *args: Any, **kwargs: Any) -> Any:
+        if asyncio.current_task() is getattr(self, "read_loop_task", None):
+            if args:
+                args = (True, *args[1:])
+            else:
+                kwargs["abort"] = True
         parent: Any = super()
-        while True:
-            event, args, done = await fifo.get()
-            try:
-                await parent._trigger_event(event, *args, run_async=False)
-            except Exception:
-                TRANSPORT_LOGGER.exception("Socket.IO %s handler failed", event)
-            finally:
-                if done is not None and not done.done():
-                    done.set_result(None)
-            if event == "disconnect" and fifo.empty():
-                return
+        return await parent.disconnect(*args, **kwargs)
 
 
 class _ModernEngineIO(_OrderedSyncDispatch, engineio.Client):  # type: ignore[misc]
@@ -190,11 +181,11 @@ class _LegacyEngineIO(_OrderedSyncDispatch, engineio_v3.Client):  # type: ignore
             _legacy_ws_options.value = None
 
 
-class _ModernAsyncEngineIO(_OrderedAsyncDispatch, engineio.AsyncClient):  # type: ignore[misc]
+class _ModernAsyncEngineIO(_InlineAsyncDispatch, engineio.AsyncClient):  # type: ignore[misc]
     pass
 
 
-class _LegacyAsyncEngineIO(_OrderedAsyncDispatch, engineio_v3.AsyncClient):  # type: ignore[misc]
+class _LegacyAsyncEngineIO(_InlineAsyncDispatch, engineio_v3.AsyncClient):  # type: ignore[misc]
     pass
 
 

@@ -166,6 +166,7 @@ class App2AppMessageTrigger(BaseEventTrigger):
         try:
             while True:
                 if self.deadline is not None and time.time() >= self.deadline:
+                    await self.cleanup()
                     yield fire(self._timeout_event(wanted))
                     return
                 message = await self._next(client, passed)
@@ -184,9 +185,13 @@ class App2AppMessageTrigger(BaseEventTrigger):
                 for skipped, _ in passed:
                     self._warn_unclaimed(skipped)
                 await client.commit(message)
-                yield self._event(message)
+                event = self._event(message)
+                # Close before firing: `airflow dags test` never resumes the generator.
+                await self.cleanup()
+                yield event
                 return
         except App2AppError as exc:
+            await self.cleanup()
             yield fire(error_event(str(exc)))
         finally:
             await self.cleanup()

@@ -111,7 +111,9 @@ def sync_client(settings: ClientSettings, **kwargs: Any) -> Iterator[App2AppClie
 
 
 @contextlib.asynccontextmanager
-async def async_client(settings: ClientSettings, **kwargs: Any) -> AsyncIterator[AsyncApp2AppClient]:
+async def async_client(
+    settings: ClientSettings, **kwargs: Any
+) -> AsyncIterator[AsyncApp2AppClient]:
     async with AsyncApp2AppClient(settings, **kwargs) as client:
         yield client
 

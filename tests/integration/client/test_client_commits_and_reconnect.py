@@ -103,7 +103,9 @@ async def test_nothing_is_lost_when_the_emulator_is_killed_mid_stream(
         else:
             from airflow_provider_app2app.client import App2AppClient
 
-            consumer_cm = _AsyncFacade(App2AppClient(consumer_settings, on_exception=complaints.append))
+            consumer_cm = _AsyncFacade(
+                App2AppClient(consumer_settings, on_exception=complaints.append)
+            )
             producer_cm = _AsyncFacade(App2AppClient(producer_settings))
 
         async with consumer_cm as consumer, producer_cm as producer:

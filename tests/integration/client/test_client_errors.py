@@ -6,14 +6,17 @@ unresolvable host (EndpointUnreachableError); wss:// against a plain port (TlsEr
 a server that never answers (App2AppTimeoutError); a late delivery report
 (App2AppTimeoutError); destinations of another membership for produce and subscribe
 (ServiceError with the service's text); envelopes without or with the wrong key
-(DecryptionError); a signature that does not verify (InvalidSignatureError); and no
-secret in any log line, with the transport loggers at DEBUG.
+(DecryptionError); a signature that does not verify (InvalidSignatureError); the
+service's ``exception`` events reaching the callback and the log; and no secret in
+any log line, with the transport loggers at DEBUG.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import time
 
 import pytest
 
@@ -63,7 +66,10 @@ async def test_wrong_password_names_the_user_never_the_password(tenant, generati
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize(
     ("endpoint", "phrase"),
-    [("ws://127.0.0.1:{closed}/api/v1", "Nothing accepts"), ("ws://app2app.invalid/api/v1", "resolved")],
+    [
+        ("ws://127.0.0.1:{closed}/api/v1", "Nothing accepts"),
+        ("ws://app2app.invalid/api/v1", "resolved"),
+    ],
     ids=["closed-port", "unknown-host"],
 )
 async def test_unreachable_endpoint_says_so(generation, flavour, endpoint, phrase, closed_port):
@@ -128,9 +134,11 @@ async def test_slow_acknowledgement_and_missing_reports_time_out(tenant, generat
 
 def test_producing_from_another_membership_is_a_service_error(tenant, generation):
     foreign, target = tenant.managed("org2"), tenant.managed("org2")
-    with sync_client(tenant.settings("org1", generation)) as client:
-        with pytest.raises(ServiceError) as caught:
-            client.produce(target, "x", key="k", sender=foreign)
+    with (
+        sync_client(tenant.settings("org1", generation)) as client,
+        pytest.raises(ServiceError) as caught,
+    ):
+        client.produce(target, "x", key="k", sender=foreign)
     error = caught.value
     assert error.operation == "produce" and "org2" in error.service_text
     assert error.service_text in str(error) and "'org1-app'" in str(error)
@@ -147,9 +155,11 @@ async def test_subscribing_to_another_membership_is_a_service_error(tenant, gene
 
 def test_unsigned_message_from_an_external_sender_is_refused(tenant, generation):
     source, _ = tenant.external("org1")
-    with sync_client(tenant.settings("org1", generation)) as client:
-        with pytest.raises(ServiceError) as caught:
-            client.produce(tenant.managed("org2"), "x", sender=source)
+    with (
+        sync_client(tenant.settings("org1", generation)) as client,
+        pytest.raises(ServiceError) as caught,
+    ):
+        client.produce(tenant.managed("org2"), "x", sender=source)
     assert "private key" in str(caught.value)
 
 
@@ -198,7 +208,7 @@ async def test_signature_that_does_not_verify_is_refused_unless_allowed(tenant, 
 
 def test_no_secret_reaches_any_log_even_at_debug(tenant, generation, caplog):
     source, target = tenant.managed("org1"), tenant.managed("org2")
-    username, password = tenant.emulator.credential("org1")
+    _, password = tenant.emulator.credential("org1")
     previous = TRANSPORT_LOGGER.level
     TRANSPORT_LOGGER.setLevel(logging.DEBUG)
     try:
@@ -212,3 +222,28 @@ def test_no_secret_reaches_any_log_even_at_debug(tenant, generation, caplog):
     assert "Sending packet" in caplog.text  # the transport really logged at DEBUG/INFO
     for secret in (password, "wrong-one", "Authorization", "Basic "):
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_service_exception_events_reach_the_callback_and_the_log(
+    tenant, generation, flavour, caplog
+):
+    seen: list[object] = []
+    settings = tenant.settings("org2", generation, tuning={"auto_commit": False})
+    caplog.set_level(logging.WARNING, "airflow_provider_app2app.client")
+    # A commit with nothing outstanding makes the service send an 'exception' event;
+    # the client itself never does that, so the test emits one on the raw transport.
+    if flavour == "sync":
+        with sync_client(settings, on_exception=seen.append) as client:
+            client._transport.emit("commit", ())
+            deadline = time.monotonic() + 10
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.02)
+    else:
+        async with async_client(settings, on_exception=seen.append) as client:
+            await client._transport.emit("commit", ())
+            deadline = time.monotonic() + 10
+            while not seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+    assert seen and "commit" in str(seen[0])
+    assert "exception" in caplog.text and "commit" in caplog.text

@@ -4,10 +4,15 @@ Promises checked: managed-to-managed messages arrive with key, sender and conten
 externally-managed messages are signed on the way out and arrive decrypted and
 verified, in BER and DER envelopes; the emulator's dialect switches (``message``
 events, JSON-string payloads and reports) and the documented produce dialect are
-understood; delivery reports correlate with what was produced; order is kept.
+understood; delivery reports correlate with what was produced; order is kept;
+closing a client leaves no thread or task behind.
 """
 
 from __future__ import annotations
+
+import asyncio
+import threading
+import time
 
 import pytest
 
@@ -121,7 +126,10 @@ async def test_message_events_and_json_payloads_are_understood(emulators, genera
             (report,) = sender.wait_for_delivery(["json-1"], timeout=10)
             message = receiver.receive(timeout=10)
     else:
-        async with async_client(receiver_settings) as receiver, async_client(sender_settings) as sender:
+        async with (
+            async_client(receiver_settings) as receiver,
+            async_client(sender_settings) as sender,
+        ):
             await receiver.subscribe(target)
             receipt = await sender.produce(target, {"dialect": "documented"}, key="json-1")
             (report,) = await sender.wait_for_delivery([receipt], timeout=10)
@@ -137,3 +145,41 @@ def test_keyless_messages_are_confirmed_in_order(tenant, generation):
         reports = sender.wait_for_delivery(receipts, timeout=10)
     assert [r.key for r in reports] == [None] * 10
     assert all(r.delivered for r in receipts)
+
+
+def test_closing_leaves_no_thread_behind_sync(tenant, generation):
+    before = {thread.ident for thread in threading.enumerate()}
+    target = tenant.managed("org1")
+    with sync_client(tenant.settings("org1", generation, default_sender=target)) as client:
+        client.subscribe(target)
+        client.produce(target, "to myself")
+        client.receive(timeout=10)
+    deadline = time.monotonic() + 3
+    while [t for t in threading.enumerate() if t.ident not in before]:
+        assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
+        time.sleep(0.05)
+
+
+async def test_closing_leaves_no_task_behind_async(tenant, generation):
+    target = tenant.managed("org1")
+    async with async_client(tenant.settings("org1", generation, default_sender=target)) as client:
+        await client.subscribe(target)
+        await client.produce(target, "to myself")
+        await client.receive(timeout=10)
+    await asyncio.sleep(0.1)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_long_polling_start_with_upgrade_works_too(tenant, generation):
+    target = tenant.managed("org1")
+    polling = tenant.settings(
+        "org1", generation, default_sender=target, transports=("polling", "websocket")
+    )
+    with sync_client(polling) as client:
+        client.subscribe(target)
+        client.produce(target, "sync", key="poll-1")
+        assert client.receive(timeout=10).key == "poll-1"
+    async with async_client(polling) as client:
+        await client.subscribe(target)
+        await client.produce(target, "async", key="poll-2")
+        assert (await client.receive(timeout=10)).key == "poll-2"

@@ -6,7 +6,8 @@ live service that runs only a modern or only a legacy Socket.IO server:
 * ``modern``: a bare python-socketio 5 ``AsyncServer`` (Engine.IO 4 only);
 * ``legacy``: a bare ``socketio_v4`` ``AsyncServer`` (Engine.IO 3 only).
 
-They accept any credentials, acknowledge ``subscribe`` and ``produce`` through the
+They accept any credentials, answer a ``kick`` event by disconnecting the client
+from the namespace, acknowledge ``subscribe`` and ``produce`` through the
 acknowledgement (no server-side ``emit``, which sidesteps the legacy async server's
 emit bug on Python 3.11), and run in a background thread on 127.0.0.1, port 0.
 """
@@ -57,12 +58,19 @@ class TinyServer:
         async def produce(sid: str, message: Any, key: Any = None) -> tuple[None, str]:
             return None, "Message sent."
 
+        async def kick(sid: str, *args: Any) -> None:
+            # a server-initiated namespace disconnect, sent after this handler returns
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(sio.disconnect(sid, namespace=NAMESPACE))
+            )
+
         sio.on("connect", connect, namespace=NAMESPACE)
+        sio.on("kick", kick, namespace=NAMESPACE)
         sio.on("subscribe", subscribe, namespace=NAMESPACE)
         sio.on("produce", produce, namespace=NAMESPACE)
         app = web.Application()
         sio.attach(app)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_app2app.client import ClientSettings, Identity
 
@@ -42,9 +42,9 @@ def make_settings(**overrides: Any) -> ClientSettings:
 class FakeTransport:
     """A scripted stand-in for the Socket.IO adapters (sync and asyncio alike)."""
 
-    instances: list[FakeTransport] = []
-    connect_errors: list[BaseException] = []
-    acks: dict[str, Callable[[tuple[Any, ...]], tuple[Any, ...] | None]] = {}
+    instances: ClassVar[list[FakeTransport]] = []
+    connect_errors: ClassVar[list[BaseException]] = []
+    acks: ClassVar[dict[str, Callable[[tuple[Any, ...]], tuple[Any, ...] | None]]] = {}
 
     def __init__(self, settings, generation, on_event, on_disconnect) -> None:
         self.settings = settings
@@ -112,8 +112,6 @@ class FakeAsyncTransport(FakeTransport):
 
     async def close(self) -> None:
         self._connected = False
-
-
 
 
 class SyncDriver:

@@ -45,7 +45,9 @@ def drive(request, fake_transport):
 
     def make(**settings_overrides):
         on_exception = settings_overrides.pop("on_exception", None)
-        driver = request.param(make_settings(backoff=FAST, **settings_overrides), on_exception=on_exception)
+        driver = request.param(
+            make_settings(backoff=FAST, **settings_overrides), on_exception=on_exception
+        )
         drivers.append(driver)
         return driver
 
@@ -62,7 +64,9 @@ def deliver(transport, key, content=b"x", event="data"):
     transport.deliver(event, delivery_document(PEER, ME, content), key, 1)
 
 
-def test_produce_sends_the_proven_payload_with_the_key_and_returns_the_receipt(drive, fake_transport):
+def test_produce_sends_the_proven_payload_with_the_key_and_returns_the_receipt(
+    drive, fake_transport
+):
     client = drive()
     client.connect()
     receipt = client.produce(PEER, {"n": 1}, key="k1")
@@ -270,6 +274,7 @@ def test_produce_many_keeps_at_most_max_in_flight(drive, fake_transport):
 
     stop = threading.Event()
     if client.flavour == "sync":
+
         def pump():
             while not stop.is_set():
                 with client.client._cond:
@@ -279,6 +284,7 @@ def test_produce_many_keeps_at_most_max_in_flight(drive, fake_transport):
         worker = threading.Thread(target=pump, daemon=True)
         worker.start()
     else:
+
         async def pump_async():
             import asyncio
 
@@ -323,3 +329,28 @@ def test_no_log_line_contains_the_password_or_authorization(drive, fake_transpor
         client.settle(lambda: client.connected)
     assert "s3cret-pa55word" not in caplog.text
     assert "Authorization" not in caplog.text and "Basic " not in caplog.text
+
+
+def test_unacknowledged_produce_times_out_and_fails_the_receipt(drive, fake_transport):
+    fake_transport.acks["produce"] = lambda args: None  # never acknowledged
+    client = drive()
+    client.connect()
+    with pytest.raises(App2AppTimeoutError) as caught:
+        client.produce(PEER, "x", key="stuck", timeout=0.05)
+    assert "operation_timeout" in str(caught.value)
+    assert isinstance(caught.value, TimeoutError)
+
+
+def test_connection_drop_while_waiting_for_an_ack_is_connection_lost(drive, fake_transport):
+    from airflow_provider_app2app.client import ConnectionLostError
+
+    def drop_instead_of_ack(args):
+        fake_transport.instances[-1].drop()
+        return None
+
+    fake_transport.acks["produce"] = drop_instead_of_ack
+    client = drive()
+    client.connect()
+    with pytest.raises(ConnectionLostError) as caught:
+        client.produce(PEER, "x", key="k", timeout=2)
+    assert "duplicates are possible" in str(caught.value)

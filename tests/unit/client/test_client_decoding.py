@@ -22,7 +22,9 @@ from tests.unit.client.fakes import ME, MY_EXTERNAL, PEER_EXTERNAL, identity, ma
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "node_forge"
 
 
-def sealed(content: bytes, *, sign_with: Identity | None, seal_for: Identity, encoding="ber") -> str:
+def sealed(
+    content: bytes, *, sign_with: Identity | None, seal_for: Identity, encoding="ber"
+) -> str:
     signature = sign_with.sign(content) if sign_with else None
     document = delivery_document(PEER_EXTERNAL, MY_EXTERNAL, content, signature)
     return build_envelope(json.dumps(document).encode(), seal_for.certificate, encoding)
@@ -66,7 +68,9 @@ def test_invalid_signature_raises_unless_allowed():
     assert caught.value.sender == PEER_EXTERNAL
     assert "allow_invalid_signatures" in str(caught.value)
     lenient = make_settings(
-        identity=mine, peer_certificates={PEER_EXTERNAL: peer.certificate}, allow_invalid_signatures=True
+        identity=mine,
+        peer_certificates={PEER_EXTERNAL: peer.certificate},
+        allow_invalid_signatures=True,
     )
     assert MessageDecoder(lenient).decode(payload, "k").signature_status == "invalid"
 

@@ -76,9 +76,21 @@ def test_memory_is_per_endpoint():
 @pytest.mark.parametrize(
     ("inner", "error_type", "phrase"),
     [
-        (socket.gaierror(-2, "Name or service not known"), EndpointUnreachableError, "cannot be resolved"),
-        (ConnectionRefusedError(111, "Connection refused"), EndpointUnreachableError, "Nothing accepts"),
-        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), TlsError, "use a ws://"),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            EndpointUnreachableError,
+            "cannot be resolved",
+        ),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            EndpointUnreachableError,
+            "Nothing accepts",
+        ),
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            TlsError,
+            "use a ws://",
+        ),
         (ssl.SSLCertVerificationError(1, "certificate verify failed"), TlsError, "ca_bundle"),
         (TimeoutError("timed out"), App2AppTimeoutError, "connect_timeout"),
         (BadStatus(400), ProtocolMismatchError, "socketio_version"),
@@ -86,7 +98,11 @@ def test_memory_is_per_endpoint():
         (BadStatus(403), AuthenticationError, "username and password"),
         (BadStatus(404), EndpointUnreachableError, "HTTP 404"),
         (BadStatus(502), App2AppConnectionError, "HTTP 502"),
-        (ValueError("OPEN packet not returned by server"), ProtocolMismatchError, "socketio_version"),
+        (
+            ValueError("OPEN packet not returned by server"),
+            ProtocolMismatchError,
+            "socketio_version",
+        ),
         (ValueError("something odd"), App2AppConnectionError, "socketio_version"),
     ],
 )

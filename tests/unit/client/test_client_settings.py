@@ -122,7 +122,13 @@ def test_backoff_stops_after_max_attempts_and_never_overflows():
 
 @pytest.mark.parametrize(
     "fields",
-    [{"initial": 0}, {"maximum": 0.1, "initial": 1}, {"multiplier": 0.5}, {"jitter": 2}, {"max_attempts": 0}],
+    [
+        {"initial": 0},
+        {"maximum": 0.1, "initial": 1},
+        {"multiplier": 0.5},
+        {"jitter": 2},
+        {"max_attempts": 0},
+    ],
 )
 def test_backoff_rejects_unusable_values(fields):
     with pytest.raises(ClientConfigurationError):

@@ -4,9 +4,13 @@ Promises checked: ``auto`` connects to a modern-only server with the modern
 generation and to a legacy-only server by falling back to the legacy one, remembers
 the choice per endpoint (the next client starts with it), and a pinned generation the
 server does not speak fails with ProtocolMismatchError naming ``socketio_version``.
+A server-initiated namespace disconnect is followed by a reconnect.
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 
@@ -33,7 +37,7 @@ def server(request):
         tiny.stop()
 
 
-def settings(server: TinyServer, version: str = "auto") -> ClientSettings:
+def settings(server: TinyServer, version: str = "auto", **fields) -> ClientSettings:
     return ClientSettings(
         endpoint=server.endpoint,
         username="any",
@@ -41,6 +45,7 @@ def settings(server: TinyServer, version: str = "auto") -> ClientSettings:
         socketio_version=version,
         default_sender=ME,
         connect_timeout=5,
+        **fields,
     )
 
 
@@ -76,3 +81,36 @@ async def test_pinning_the_other_generation_fails_naming_the_setting(server, fla
     assert f"socketio_version='{other}'" in message
     assert f"'{server.generation}'" in message or "'auto'" in message
     assert server.connections == 0
+
+
+async def test_auto_falls_back_over_long_polling_too(server):
+    polling = settings(server, transports=("polling", "websocket"))
+    async with AsyncApp2AppClient(polling) as client:
+        assert client.generation == server.generation
+        await client.produce(ME, "over polling")
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_a_server_side_disconnect_is_followed_by_a_reconnect(server, flavour):
+    from airflow_provider_app2app.client import BackoffPolicy
+
+    fast = settings(server, backoff=BackoffPolicy(initial=0.05, maximum=0.2))
+    if flavour == "sync":
+        with App2AppClient(fast) as client:
+            client.subscribe(ME)
+            client._transport.emit("kick", ())
+            deadline = time.monotonic() + 10
+            while client.connection_number < 2 or not client.connected:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            client.produce(ME, "after the kick")
+    else:
+        async with AsyncApp2AppClient(fast) as client:
+            await client.subscribe(ME)
+            await client._transport.emit("kick", ())
+            deadline = time.monotonic() + 10
+            while client.connection_number < 2 or not client.connected:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            await client.produce(ME, "after the kick")
+    assert server.connections == 2
