@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
 import re
 from collections.abc import Mapping, Sequence
@@ -582,8 +583,6 @@ def open_envelope(
     :raises WrongKeyError: when the envelope was made for another key or certificate.
     """
     der = _envelope_der(pem)
-    normalised = _normalise_envelope(der)
-    recipients = _recipients(normalised)
     if certificate is not None:
         _rsa_public_key(certificate)
         if not _key_matches(private_key, certificate):
@@ -592,7 +591,17 @@ def open_envelope(
                 f"{_describe_certificate(certificate)}; configure the key and "
                 f"certificate of the same destination."
             )
+        # Fast path: strict DER decrypts as it is; anything else (node-forge's BER, or
+        # an error to classify) goes through normalisation below.
+        with contextlib.suppress(ValueError, UnsupportedAlgorithm):
+            return pkcs7.pkcs7_decrypt_der(der, certificate, private_key, [])
+    normalised = _normalise_envelope(der)
+    if certificate is not None:
+        with contextlib.suppress(ValueError, UnsupportedAlgorithm):
+            return pkcs7.pkcs7_decrypt_der(normalised, certificate, private_key, [])
+        recipients = _recipients(normalised)
         return _decrypt(normalised, certificate, private_key, recipients, certificate)
+    recipients = _recipients(normalised)
     last: WrongKeyError | None = None
     if recipients and not _unwraps_content_key(normalised, private_key):
         addressed_to = ", ".join(r.describe() for r in recipients)
