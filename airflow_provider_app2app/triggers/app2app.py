@@ -276,6 +276,7 @@ class App2AppMessageTrigger(BaseEventTrigger):
         state = destination_state(key)
         waiter = state.join(self.message_filter)
         log.info("Waiting on %s for %s.", self.destination, waiter.message_filter.describe())
+        failed = False
         try:
             async for broadcast in shared_stream:
                 if isinstance(broadcast, Broadcast) and waiter.claim(broadcast):
@@ -285,8 +286,13 @@ class App2AppMessageTrigger(BaseEventTrigger):
                     yield self._event(message)
                 # Stay subscribed (skipping everything) until Airflow ends this trigger,
                 # so the claimed message's commit is not abandoned with the stream.
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException:
+            failed = True  # e.g. Airflow's ack timeout: the event was not persisted
+            raise
         finally:
-            state.leave(waiter)
+            state.leave(waiter, failed=failed)
 
 
 class App2AppWatcherTrigger(App2AppMessageTrigger):
@@ -340,6 +346,7 @@ class App2AppWatcherTrigger(App2AppMessageTrigger):
         """Claim every broadcast message that matches and fire for each."""
         state = destination_state(self.shared_stream_key())
         waiter = state.join(self.message_filter)
+        failed = False
         try:
             async for broadcast in shared_stream:
                 if isinstance(broadcast, Broadcast) and waiter.claim(broadcast):
@@ -347,8 +354,13 @@ class App2AppWatcherTrigger(App2AppMessageTrigger):
                     message = broadcast.held.message
                     assert message is not None
                     yield self._event(message)
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException:
+            failed = True
+            raise
         finally:
-            state.leave(waiter)
+            state.leave(waiter, failed=failed)
 
     def _event(self, message: DeliveredMessage) -> TriggerEvent:
         try:

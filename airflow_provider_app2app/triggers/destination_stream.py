@@ -35,7 +35,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,8 @@ class HeldMessage:
     claim_broadcast: int | None = None
     settled: bool = False
     expired: bool = False
+    verdict_pending: bool = False
+    claimer_fate: str | None = None  # "ended" (normally) or "failed", once it left
 
     def claimable_by(self, waiter: Waiter) -> bool:
         """Whether ``waiter`` may claim this message now."""
@@ -112,6 +114,7 @@ class Waiter:
     message_filter: MessageFilter
     waiter_id: int = field(default_factory=lambda: next(_waiter_ids))
     satisfied: bool = False
+    claims: list[HeldMessage] = field(default_factory=list)
 
     def claim(self, broadcast: Broadcast) -> bool:
         """Claim the broadcast's message if it is still free and matches."""
@@ -120,6 +123,9 @@ class Waiter:
             return False
         held.claimed_by = self.waiter_id
         held.claim_broadcast = broadcast.number
+        held.claimer_fate = None
+        self.claims = [h for h in self.claims if not h.settled and h.claimed_by == self.waiter_id]
+        self.claims.append(held)
         self.satisfied = True
         return True
 
@@ -132,6 +138,7 @@ class DestinationState:
     waiters: dict[int, Waiter] = field(default_factory=dict)
     joined: deque[Waiter] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    on_leave: Callable[[Waiter], None] | None = None
 
     def join(self, message_filter: MessageFilter) -> Waiter:
         """Register a waiter; the producer re-broadcasts held messages it matches."""
@@ -141,11 +148,21 @@ class DestinationState:
         self.changed.set()
         return waiter
 
-    def leave(self, waiter: Waiter) -> None:
-        """Forget a waiter (its trigger ended)."""
+    def leave(self, waiter: Waiter, failed: bool) -> None:
+        """Forget a waiter whose trigger ended.
+
+        :param failed: the trigger ended with an error (e.g. Airflow's ack timeout: its
+            event was not persisted) rather than being ended by Airflow after its
+            event was handled.
+        """
         self.waiters.pop(waiter.waiter_id, None)
         with contextlib.suppress(ValueError):
             self.joined.remove(waiter)
+        for held in waiter.claims:
+            if held.claimed_by == waiter.waiter_id:
+                held.claimer_fate = "failed" if failed else "ended"
+        if self.on_leave is not None:
+            self.on_leave(waiter)
 
 
 _STATES: dict[Hashable, DestinationState] = {}
@@ -210,24 +227,52 @@ class HeldLog:
             if h.message is not None and h.claimed_by is None and not h.expired
         ]
 
-    def settle(self, broadcast: Broadcast, failed: bool) -> None:
-        """Apply a persistence outcome to the claim made on ``broadcast``, if any."""
+    def settle(self, broadcast: Broadcast, failed: int) -> None:
+        """Apply Airflow's outcome for ``broadcast`` to the claim made on it, if any.
+
+        ``failed == 0`` means every subscriber, the claimer included, resolved the
+        event cleanly: the claimer's event was persisted. Otherwise some subscriber
+        failed it, which may be another one (e.g. a trigger that ended before pulling
+        the broadcast): the claimer's own fate decides, now if it already left, or
+        when it leaves (:meth:`claimer_left`).
+        """
         held = broadcast.held
         if held.message is None or held.claimed_by is None:
             return
         if held.claim_broadcast != broadcast.number:
             return
-        if failed:
+        if failed == 0 or held.claimer_fate == "ended":
+            held.settled = True
+        elif held.claimer_fate == "failed":
+            self._release(held)
+        else:
+            held.verdict_pending = True
+
+    def claimer_left(self, waiter: Waiter) -> bool:
+        """Decide the claims that waited for ``waiter``'s fate; whether any changed."""
+        changed = False
+        for held in waiter.claims:
+            if held.verdict_pending and held.claimed_by == waiter.waiter_id:
+                held.verdict_pending = False
+                if held.claimer_fate == "ended":
+                    held.settled = True
+                else:
+                    self._release(held)
+                changed = True
+        return changed
+
+    def _release(self, held: HeldMessage) -> None:
+        if held.message is not None:
             log.warning(
                 "The trigger event for message %r from %s was not persisted; holding the "
                 "message for the next waiter.",
                 held.message.key,
                 held.message.sender,
             )
-            held.claimed_by = None
-            held.claim_broadcast = None
-        else:
-            held.settled = True
+        held.claimed_by = None
+        held.claim_broadcast = None
+        held.claimer_fate = None
+        held.arrived = time.monotonic()  # a fresh retention for the retried waiter
 
     async def commit_ready(self) -> int:
         """Commit settled (or expired) messages at the head; returns how many."""
@@ -308,12 +353,14 @@ class DestinationStreamProducer(SharedStreamProducer):
         self._log: HeldLog | None = None
         self._broadcasts = itertools.count(1)
         self._expiry: asyncio.Task[None] | None = None
+        self._pending_commit: asyncio.Future[int] | None = None
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
         """Subscribe, then yield ``(Broadcast, Broadcast)`` for each message and re-broadcast."""
         state = destination_state(self._key)
         self._client = client = await self._connect()
         self._log = held_log = HeldLog(client, self._settings)
+        state.on_leave = self._claimer_left
         self._expiry = asyncio.create_task(self._expire_loop(held_log))
         receiving: asyncio.Task[DeliveredMessage] | None = None
         try:
@@ -363,6 +410,11 @@ class DestinationStreamProducer(SharedStreamProducer):
         ]
         return [Broadcast(held, next(self._broadcasts)) for held in wanted]
 
+    def _claimer_left(self, waiter: Waiter) -> None:
+        held_log = self._log
+        if held_log is not None and held_log.claimer_left(waiter):
+            self._pending_commit = asyncio.ensure_future(held_log.commit_ready())
+
     async def _expire_loop(self, held_log: HeldLog) -> None:
         interval = min(1.0, max(0.05, self._settings.retention / 4))
         while True:
@@ -380,7 +432,7 @@ class DestinationStreamProducer(SharedStreamProducer):
         for item in batch:
             broadcast = item.broker_payload
             if isinstance(broadcast, Broadcast):
-                held_log.settle(broadcast, failed=item.outcome.failed > 0)
+                held_log.settle(broadcast, failed=item.outcome.failed)
         await held_log.commit_ready()
 
     async def aclose(self) -> None:
