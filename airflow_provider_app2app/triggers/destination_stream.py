@@ -252,7 +252,11 @@ class HeldLog:
         """Decide the claims that waited for ``waiter``'s fate; whether any changed."""
         changed = False
         for held in waiter.claims:
-            if held.verdict_pending and held.claimed_by == waiter.waiter_id:
+            if (
+                held.verdict_pending
+                and held.claimed_by == waiter.waiter_id
+                and held.claimer_fate is not None
+            ):
                 held.verdict_pending = False
                 if held.claimer_fate == "ended":
                     held.settled = True
