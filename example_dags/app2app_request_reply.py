@@ -51,7 +51,7 @@ with DAG(
         to="{{ ti.xcom_pull(task_ids='org2_receive_request')['sender'] }}",
         content={
             "reply": "order 42 has shipped",
-            "in_reply_to": "{{ ti.xcom_pull(task_ids='org2_receive_request')['content'] }}",
+            "in_reply_to": "{{ ti.xcom_pull(task_ids='org2_receive_request')['content']['request'] }}",
         },
         key=KEY,
     )

@@ -41,7 +41,10 @@ def test_request_reply_dag_twice_in_a_row_exchanges_only_its_own_messages(
         assert request["key"] == key
         assert request["content"] == {"request": "status of order 42", "run_id": run_id}
         assert reply["key"] == key
-        assert reply["content"]["reply"] == "order 42 has shipped"
+        assert reply["content"] == {
+            "reply": "order 42 has shipped",
+            "in_reply_to": "status of order 42",
+        }
         assert reply["sender"].endswith("/d/org2-managed")
     assert fully_committed(emulator) == {}
 
