@@ -22,6 +22,7 @@ REQUEST_DESTINATION = (
 )
 # One key per run: the reply reuses it, so each side waits only for its own run.
 KEY = "order-42-{{ run_id }}"
+REQUEST = "ti.xcom_pull(task_ids='org2_receive_request')"
 
 with DAG(
     dag_id="app2app_request_reply",
@@ -48,10 +49,10 @@ with DAG(
     org2_send_reply = App2AppProduceOperator(
         task_id="org2_send_reply",
         app2app_conn_id="app2app_org2",
-        to="{{ ti.xcom_pull(task_ids='org2_receive_request')['sender'] }}",
+        to="{{ " + REQUEST + "['sender'] }}",
         content={
             "reply": "order 42 has shipped",
-            "in_reply_to": "{{ ti.xcom_pull(task_ids='org2_receive_request')['content']['request'] }}",
+            "in_reply_to": "{{ " + REQUEST + "['content']['request'] }}",
         },
         key=KEY,
     )
