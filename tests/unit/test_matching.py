@@ -95,7 +95,7 @@ def test_bad_filter_definition_is_refused_with_the_fix(kwargs, fragment):
 
 
 def test_unknown_filter_option_is_named():
-    with pytest.raises(FilterError, match="Unknown filter option.*colour"):
+    with pytest.raises(FilterError, match=r"Unknown filter option.*colour"):
         MessageFilter.from_dict({"colour": "red"})
 
 

@@ -155,8 +155,7 @@ async def test_batch_is_sealed_when_full_and_stored_in_one_write(environment):
     src, dst = uri(environment, "org1-m002"), uri(environment, "org2-m001")
     producer, peer = connect(broker, "org1", batch_size="3", batch_timeout="60000")
     sends = [
-        asyncio.ensure_future(broker.produce(producer, message(src, dst, str(i))))
-        for i in range(3)
+        asyncio.ensure_future(broker.produce(producer, message(src, dst, str(i)))) for i in range(3)
     ]
     assert await asyncio.wait_for(asyncio.gather(*sends), 2) == [(None, "Message sent.")] * 3
     assert producer.batches == 1

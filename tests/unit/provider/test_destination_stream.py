@@ -138,7 +138,7 @@ async def test_a_message_of_an_earlier_connection_is_dropped_not_committed():
 
 @pytest.mark.parametrize("fate", [False, True])
 async def test_leaving_decides_a_pending_verdict(fate):
-    client, log = held_log()
+    _client, log = held_log()
     state = DestinationState(asyncio.get_running_loop())
     message = broadcast_of(log, "k")
     waiter = state.join(MessageFilter(key="k"))
