@@ -12,10 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_app2app.hooks.connection_settings import (
-    ConnectionFields,
-    settings_from_fields,
-)
 from airflow_provider_app2app.hooks.produce_requests import decode_request
 
 if TYPE_CHECKING:
@@ -23,12 +19,15 @@ if TYPE_CHECKING:
 
     from airflow_provider_app2app.client import App2AppClient, AsyncApp2AppClient
     from airflow_provider_app2app.client.settings import ClientSettings
+    from airflow_provider_app2app.hooks.connection_settings import ConnectionFields
     from airflow_provider_app2app.protocol.messages import DeliveryReport
 
 log = logging.getLogger(__name__)
 
 
 def _fields(conn: Connection) -> ConnectionFields:
+    from airflow_provider_app2app.hooks.connection_settings import ConnectionFields
+
     return ConnectionFields(
         conn_id=conn.conn_id,
         host=conn.host,
@@ -73,10 +72,14 @@ class App2AppHook(BaseHook):
 
         :param overrides: settings that win over the connection's, e.g. ``tuning``.
         """
+        from airflow_provider_app2app.hooks.connection_settings import settings_from_fields
+
         return settings_from_fields(_fields(self.get_connection(self.app2app_conn_id)), **overrides)
 
     async def aget_client_settings(self, **overrides: Any) -> ClientSettings:
         """Client settings from the connection, fetched without blocking the event loop."""
+        from airflow_provider_app2app.hooks.connection_settings import settings_from_fields
+
         conn = await self.aget_connection(self.app2app_conn_id)
         return settings_from_fields(_fields(conn), **overrides)
 

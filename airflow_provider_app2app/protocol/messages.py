@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from airflow_provider_app2app.protocol.crypto import decode_signature
 from airflow_provider_app2app.protocol.errors import MalformedPayloadError
 
 PayloadDialect = Literal["proven", "documented"]
@@ -40,6 +39,13 @@ DeliveryEvent = Literal["data", "message"]
 
 DELIVERY_EVENTS: tuple[str, ...] = get_args(DeliveryEvent)
 PEM_ENVELOPE_MARKER = "-----BEGIN PKCS7-----"
+
+
+def _decode_signature(value: object) -> bytes:
+    # Imported on use: cryptography is a heavy import for code that only parses.
+    from airflow_provider_app2app.protocol.crypto import decode_signature
+
+    return decode_signature(value)
 
 
 def encode_content(content: object) -> bytes:
@@ -201,7 +207,7 @@ def parse_produce_payload(message: object, key: object = None) -> OutboundMessag
         recipient=_uri(source.get("to"), "to", where),
         content=_content_bytes(document.get("content"), where),
         key=_optional_key(key),
-        signature=None if raw_signature is None else decode_signature(raw_signature),
+        signature=None if raw_signature is None else _decode_signature(raw_signature),
     )
 
 
@@ -292,7 +298,7 @@ def parse_message_document(
         recipient=_uri(headers.get("to"), "to", where),
         content=_content_bytes(document.get("content"), where),
         timestamp_ms=_optional_timestamp(timestamp),
-        signature=None if raw_signature is None else decode_signature(raw_signature),
+        signature=None if raw_signature is None else _decode_signature(raw_signature),
         encrypted=encrypted,
     )
 
