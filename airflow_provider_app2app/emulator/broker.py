@@ -50,6 +50,7 @@ from airflow_provider_app2app.protocol.messages import (
     delivery_document,
     format_payload,
     parse_produce_payload,
+    wire_content,
 )
 
 log = logging.getLogger(__name__)
@@ -502,6 +503,10 @@ class Broker:
         recipient = self._destinations[message.destination].config
         if recipient.kaleido_managed:
             document = delivery_document(message.sender, message.destination, message.content)
+            if self.settings.payload_format == "object":
+                # Socket.IO carries bytes natively (as Node sends a Buffer): binary
+                # content travels as an attachment, not as {"type": "Buffer", ...}.
+                document["content"] = wire_content(message.content)
             return format_payload(document, self.settings.payload_format)
         document = delivery_document(
             message.sender, message.destination, message.content, message.signature

@@ -154,13 +154,22 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
     )
 
 
+_LIBRARY_LOGGERS = ("engineio", "socketio", "engineio_v3", "socketio_v4")
+
+
 def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``; per-request access logs only at debug."""
+    """Log to stderr at ``level``.
+
+    The Socket.IO libraries log every packet (message contents included) at INFO, so
+    they are kept at WARNING; per-request access logs appear only at debug.
+    """
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if level != "debug":
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

@@ -237,12 +237,15 @@ class Emulator:
     async def stop(self) -> None:
         """Disconnect every client, stop serving, finish writes and close the store."""
         if self._transport is not None:
+            log.debug("Closing client connections.")
             await self._transport.close()
             self._transport = None
         if self._runner is not None:
+            log.debug("Stopping the HTTP server.")
             await self._runner.cleanup()
             self._runner = None
         if self.broker is not None:
+            log.debug("Closing the broker and the store.")
             await self.broker.close()
             self.broker = None
         if self._lock is not None:

@@ -41,6 +41,8 @@ from airflow_provider_app2app.protocol.errors import EndpointError
 log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = "/socket.io/"
+CLOSE_TIMEOUT = 2.0
+"""Seconds to wait for one client's socket to close when the emulator stops."""
 _RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
 
 
@@ -56,13 +58,28 @@ def _event_problem(data: object) -> str | None:
     return None
 
 
-class _EventGuard:
-    """Mixin for both servers: drop event packets a handler must never see.
+class _InputGuard:
+    """Mixin for both Socket.IO servers: bad packets are logged in one line and dropped.
 
-    A client can emit an event named ``connect`` or ``disconnect`` (the servers would
-    call those handlers with the client's arguments) or name an event with a non-string;
-    such packets are logged and answered with an ack error when an ack was requested.
+    * A packet that does not decode (bad JSON, unknown type, stray binary attachment)
+      would make the library log a traceback; it is ignored with one log line.
+    * A client can emit an event named ``connect`` or ``disconnect`` (the servers would
+      call those handlers with the client's arguments) or name an event with a
+      non-string; such packets are answered with an ack error when one was requested.
     """
+
+    async def _handle_eio_message(self, sid: str, data: Any) -> Any:
+        try:
+            return await super()._handle_eio_message(sid, data)  # type: ignore[misc]
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            self._binary_packet.pop(sid, None)  # type: ignore[attr-defined]
+            log.info(
+                "Ignored a malformed Socket.IO packet from session %s (%s: %s).",
+                sid,
+                type(exc).__name__,
+                exc,
+            )
+            return None
 
     async def _handle_event(
         self, sid: str, namespace: str | None, id: int | None, data: Any
@@ -82,16 +99,71 @@ class _EventGuard:
         raise NotImplementedError
 
 
-class _ReleasePollOnClose:
-    """Mixin for both Engine.IO servers: end a pending long-poll when a socket closes.
+def _guard_websocket_handler(
+    handler: Callable[[Any], Awaitable[Any]], live: set[asyncio.Task[Any]]
+) -> Callable[[Any], Awaitable[Any]]:
+    """Wrap an Engine.IO socket's websocket handler so that a bad frame closes only it.
 
-    When a long-polling client sends CLOSE, the Engine.IO servers mark the socket
-    closed but leave the client's pending ``GET`` waiting for packets until the ping
-    timeout (45-60 s): the client's ``disconnect()`` hangs that long, and so does a
-    graceful shutdown. Queueing the end-of-stream marker (``None``) right after the
-    close finishes (so that a server-side CLOSE packet still goes first) answers the
-    pending poll at once. A websocket's writer takes the same marker as its stop signal.
+    Both Engine.IO servers decode websocket frames outside their error handling: an
+    undecodable frame (empty, or not starting with a packet type digit) escapes as an
+    exception, aiohttp logs a traceback, and the session is left open until its ping
+    times out (its Socket.IO connection looks alive, and stays active for its
+    destinations, for 45-60 s). Here it is logged in one line and the session closed,
+    which disconnects it properly. While it runs, its task is in ``live``, so that a
+    shutdown can wait for websockets to finish their closing handshake.
     """
+    socket = handler.__self__  # type: ignore[attr-defined]
+
+    async def guarded(ws: Any) -> Any:
+        task = asyncio.current_task()
+        if task is not None:
+            live.add(task)
+        try:
+            return await handler(ws)
+        except Exception as exc:
+            log.info(
+                "Closed Engine.IO session %s after an undecodable frame (%s: %s).",
+                socket.sid,
+                type(exc).__name__,
+                exc,
+            )
+            socket.queue.put_nowait(None)  # stop its writer task
+            await socket.close(wait=False, abort=True)
+            return None
+        finally:
+            if task is not None:
+                live.discard(task)
+
+    return guarded
+
+
+class _EngineGuard:
+    """Mixin for both Engine.IO servers: prompt closes and bad websocket frames.
+
+    * When a long-polling client sends CLOSE, the Engine.IO servers mark the socket
+      closed but leave the client's pending ``GET`` waiting for packets until the ping
+      timeout (45-60 s): the client's ``disconnect()`` hangs that long, and so does a
+      graceful shutdown. Queueing the end-of-stream marker (``None``) right after the
+      close finishes (so that a server-side CLOSE packet still goes first) answers the
+      pending poll at once. A websocket's writer takes the same marker as its stop
+      signal.
+    * Websocket handlers are wrapped by :func:`_guard_websocket_handler`, through a
+      per-server copy of the async driver table (the library itself is not patched).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.live_websockets: set[asyncio.Task[Any]] = set()
+        live = self.live_websockets
+        drivers = dict(self._async)  # type: ignore[has-type]
+        websocket_class = drivers["websocket"]
+
+        class GuardedWebSocket(websocket_class):  # type: ignore[misc, valid-type]
+            def __init__(self, handler: Any, *rest: Any) -> None:
+                super().__init__(_guard_websocket_handler(handler, live), *rest)
+
+        drivers["websocket"] = GuardedWebSocket
+        self._async = drivers
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         result = await super()._trigger_event(event, *args, **kwargs)  # type: ignore[misc]
@@ -102,16 +174,16 @@ class _ReleasePollOnClose:
         return result
 
 
-class _ModernEngineServer(_ReleasePollOnClose, engineio.AsyncServer):  # type: ignore[misc]
-    """python-engineio 4 server with :class:`_ReleasePollOnClose`."""
+class _ModernEngineServer(_EngineGuard, engineio.AsyncServer):  # type: ignore[misc]
+    """python-engineio 4 server with :class:`_EngineGuard`."""
 
 
-class _LegacyEngineServer(_ReleasePollOnClose, engineio_v3.AsyncServer):  # type: ignore[misc]
-    """python-engineio-v3 server with :class:`_ReleasePollOnClose`."""
+class _LegacyEngineServer(_EngineGuard, engineio_v3.AsyncServer):  # type: ignore[misc]
+    """python-engineio-v3 server with :class:`_EngineGuard`."""
 
 
-class ModernServer(_EventGuard, socketio.AsyncServer):  # type: ignore[misc]
-    """python-socketio 5 ``AsyncServer`` (Engine.IO 4) with the event guard."""
+class ModernServer(_InputGuard, socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio 5 ``AsyncServer`` (Engine.IO 4) with the input guard."""
 
     def _engineio_server_class(self) -> type:
         return _ModernEngineServer
@@ -124,8 +196,8 @@ class ModernServer(_EventGuard, socketio.AsyncServer):  # type: ignore[misc]
         return self.packet_class(modern_packet.ACK, namespace=namespace, id=id, data=data)
 
 
-class LegacyServer(_EventGuard, LegacyAsyncServer):
-    """``socketio_v4`` ``AsyncServer`` (Engine.IO 3), fixed for Python 3.11, with the guard."""
+class LegacyServer(_InputGuard, LegacyAsyncServer):
+    """``socketio_v4`` ``AsyncServer`` (Engine.IO 3), fixed for Python 3.11, with the input guard."""
 
     def _engineio_v3_server_class(self) -> type:
         return _LegacyEngineServer
@@ -186,6 +258,7 @@ class SocketTransport:
         self.modern = ModernServer(namespaces=[namespace], **options)
         self.legacy = LegacyServer(**options)
         self._connections: dict[tuple[Generation, str], Connection] = {}
+        self._closed = False
         self._register(self.modern, "EIO4", socketio.exceptions.ConnectionRefusedError)
         self._register(self.legacy, "EIO3", socketio_v4.exceptions.ConnectionRefusedError)
 
@@ -201,23 +274,41 @@ class SocketTransport:
         legacy = eio in ("2", "3") or (
             eio is None and sid is not None and sid in self.legacy.eio.sockets
         )
-        server = self.legacy if legacy else self.modern
-        response: web.StreamResponse = await server.handle_request(request)
+        if not legacy:
+            modern: web.StreamResponse = await self.modern.handle_request(request)
+            return modern
+        try:
+            response: web.StreamResponse = await self.legacy.handle_request(request)
+        except KeyError:
+            # engineio_v3 raises instead of answering a request for a session it has
+            # just closed; answer like python-engineio 4 does.
+            return web.Response(status=400, text="Session is disconnected")
         return response
 
     async def close(self) -> None:
-        """Disconnect every client of both servers."""
+        """Disconnect every client of both servers (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         for generation, sid in list(self._connections):
             server = self.legacy if generation == "EIO3" else self.modern
             try:
                 await server.disconnect(sid, namespace=self.namespace)
             except Exception as exc:
                 log.debug("Could not disconnect %s: %s", sid, exc)
-        for eio_sid in list(self.legacy.eio.sockets):
-            try:
-                await self.legacy.eio.disconnect(eio_sid)
-            except Exception as exc:
-                log.debug("Could not close %s: %s", eio_sid, exc)
+        closing = [
+            asyncio.ensure_future(eio.disconnect(eio_sid))
+            for eio in (self.modern.eio, self.legacy.eio)
+            for eio_sid in list(eio.sockets)
+        ]
+        if closing:
+            log.debug("Closing %d Engine.IO session(s).", len(closing))
+            await asyncio.wait(closing, timeout=CLOSE_TIMEOUT)
+        # Let websockets finish their closing handshake before the HTTP server stops
+        # (which would otherwise wait for them until its shutdown timeout).
+        live = self.modern.eio.live_websockets | self.legacy.eio.live_websockets
+        if live:
+            await asyncio.wait(live, timeout=CLOSE_TIMEOUT)
         await self.modern.shutdown()
 
     # -------------------------------------------------------------------- handlers

@@ -7,7 +7,8 @@ Usage (a pytest fixture is the usual shape; ``stop()`` is idempotent and always 
         emulator.endpoint        # "ws://127.0.0.1:PORT/api/v1"
         emulator.environment     # environment.json as a dict
         emulator.credential("org1")   # ("org1-app", "<password>")
-        emulator.status()        # GET /emulator/status
+        emulator.status()        # GET /emulator/status (await emulator.status_async()
+                                 # in async tests, so that your clients keep running)
     finally:
         emulator.stop()          # SIGTERM, then SIGKILL by PID
 
@@ -18,6 +19,7 @@ start that fails or times out raises :class:`EmulatorStartFailed` with that outp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -37,6 +39,13 @@ from airflow_provider_app2app.protocol.endpoint import basic_auth_header
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"App2App emulator ready on (ws://\S+)")
+
+
+def _body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 class EmulatorStartFailed(RuntimeError):
@@ -135,7 +144,8 @@ class EmulatorProcess:
     def get(
         self, path: str, auth: tuple[str, str] | None = None, authorization: str | None = None
     ) -> tuple[int, Any]:
-        """``GET path`` on the emulator; returns ``(status, parsed JSON body)``."""
+        """``GET path`` on the emulator; returns ``(status, body)``, the body parsed
+        when it is JSON and as text otherwise."""
         request = urllib.request.Request(self.base_url + path)
         if auth is not None:
             authorization = basic_auth_header(*auth)
@@ -143,9 +153,9 @@ class EmulatorProcess:
             request.add_header("Authorization", authorization)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
+                return response.status, _body(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+            return exc.code, _body(exc.read())
 
     def status(self) -> dict[str, Any]:
         """``GET /emulator/status``."""
@@ -173,6 +183,44 @@ class EmulatorProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Status never matched; last: {json.dumps(status)[:2000]}")
             time.sleep(0.05)
+
+    async def status_async(self) -> dict[str, Any]:
+        """``GET /emulator/status`` without blocking the running event loop."""
+        return await asyncio.to_thread(self.status)
+
+    async def wait_for_status_async(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> dict[str, Any]:
+        """:meth:`wait_for_status` for async tests: the loop keeps running (so that
+        the test's own clients can send what they queued) while it polls."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.status_async()
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Status never matched; last: {json.dumps(status)[:2000]}")
+            await asyncio.sleep(0.05)
+
+    async def destination_status_async(self, uri: str) -> dict[str, Any]:
+        """The status entry of one destination, without blocking the event loop."""
+        for dest in (await self.status_async())["destinations"]:
+            if dest["uri"] == uri:
+                return dict(dest)
+        raise KeyError(uri)
+
+    async def wait_for_destination(
+        self, uri: str, timeout: float = 10, **expected: Any
+    ) -> dict[str, Any]:
+        """Wait until the status entry of ``uri`` has the ``expected`` field values."""
+        status = await self.wait_for_status_async(
+            lambda s: any(
+                d["uri"] == uri and all(d.get(k) == v for k, v in expected.items())
+                for d in s["destinations"]
+            ),
+            timeout,
+        )
+        return next(d for d in status["destinations"] if d["uri"] == uri)
 
     # ------------------------------------------------------------------- stopping
 

@@ -22,8 +22,8 @@ def write_test_config(
     directory: Path,
     *,
     memberships: tuple[str, ...] = MEMBERSHIPS,
-    managed: int = 40,
-    external: int = 4,
+    managed: int = 150,
+    external: int = 6,
     passwords: dict[str, str] | None = None,
 ) -> Path:
     """Write ``emulator.toml`` (and keys) into ``directory``; return the file's path.

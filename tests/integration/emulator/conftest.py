@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def emulator_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TOML environment: org1 and org2, 40 managed and 4 external destinations each."""
+    """A TOML environment: org1 and org2, 150 managed and 6 external destinations each."""
     return write_test_config(tmp_path_factory.mktemp("emulator-config"))
 
 

@@ -22,7 +22,7 @@ from tests.support.clients import ConnectRefused, RawClient, proven
 async def test_both_generations_are_served_on_one_port(emulator, clients):
     modern = await clients("org1", "EIO4")
     legacy = await clients("org1", "EIO3")
-    status = emulator.wait_for_status(lambda s: len(s["connections"]) >= 2)
+    status = await emulator.wait_for_status_async(lambda s: len(s["connections"]) >= 2)
     generations = {c["generation"] for c in status["connections"]}
     assert {"EIO3", "EIO4"} <= generations
     assert {c["username"] for c in status["connections"]} >= {"org1-app"}
@@ -81,7 +81,7 @@ async def test_bad_tuning_parameter_is_refused_with_the_parameter_named(emulator
 
 async def test_tuning_parameters_arrive_from_the_handshake_query(emulator, clients, generation):
     client = await clients("org1", generation, auto_commit=False, read_ahead=7, batch_size=3)
-    status = emulator.status()
+    status = await emulator.status_async()
     mine = [c for c in status["connections"] if c["tuning"]["read_ahead"] == 7]
     assert mine and mine[0]["tuning"] == {
         "auto_commit": False,
