@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_app2app.client import App2AppClient, AsyncApp2AppClient
     from airflow_provider_app2app.client.settings import ClientSettings
+    from airflow_provider_app2app.client.tracking import ProduceReceipt
     from airflow_provider_app2app.hooks.connection_settings import ConnectionFields
-    from airflow_provider_app2app.protocol.messages import DeliveryReport
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,17 @@ def _fields(conn: Connection) -> ConnectionFields:
     )
 
 
-def report_to_xcom(report: DeliveryReport, recipient: str) -> dict[str, Any]:
-    """A delivery report as the JSON value operators return."""
-    return {"key": report.key, "timestamp": report.timestamp_ms, "recipient": recipient}
+def receipts_to_xcom(receipts: Iterable[ProduceReceipt]) -> list[dict[str, Any]]:
+    """Produce receipts as the JSON value operators return: ``{"key", "timestamp",
+    "recipient"}`` per message; ``timestamp`` is ``None`` without a delivery report."""
+    return [
+        {
+            "key": receipt.key,
+            "timestamp": receipt.report.timestamp_ms if receipt.report is not None else None,
+            "recipient": receipt.recipient,
+        }
+        for receipt in receipts
+    ]
 
 
 class App2AppHook(BaseHook):
@@ -128,17 +136,7 @@ class App2AppHook(BaseHook):
             receipts = client.produce_many(
                 requests, wait_for_delivery=wait_for_delivery, timeout=timeout
             )
-        results = []
-        for receipt in receipts:
-            report = receipt.report
-            results.append(
-                {
-                    "key": receipt.key,
-                    "timestamp": report.timestamp_ms if report is not None else None,
-                    "recipient": receipt.recipient,
-                }
-            )
-        return results
+        return receipts_to_xcom(receipts)
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect, authenticate and read the address book; never raises.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_app2app.client.errors import DecryptionError, InvalidSignatureError
-from airflow_provider_app2app.hooks.app2app import App2AppHook
+from airflow_provider_app2app.hooks.app2app import App2AppHook, receipts_to_xcom
 from airflow_provider_app2app.hooks.produce_requests import decode_request
 from airflow_provider_app2app.protocol.errors import App2AppError, MalformedPayloadError
 from airflow_provider_app2app.protocol.matching import MessageFilter
@@ -420,13 +420,6 @@ class App2AppDeliveryTrigger(BaseEventTrigger):
         except App2AppError as exc:
             yield fire(error_event(str(exc)))
             return
-        reports = [
-            {
-                "key": r.key,
-                "timestamp": r.report.timestamp_ms if r.report is not None else None,
-                "recipient": r.recipient,
-            }
-            for r in receipts
-        ]
+        reports = receipts_to_xcom(receipts)
         log.info("%d message(s) delivered in %.2fs.", len(reports), time.monotonic() - started)
         yield fire(success_event(reports=reports))
