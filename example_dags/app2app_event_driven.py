@@ -1,8 +1,13 @@
-"""Event-driven scheduling: every order message that reaches org2 starts a DAG run.
+r"""Event-driven scheduling: every order message that reaches org2 starts a DAG run.
 
 An ``AssetWatcher`` with ``MessageQueueTrigger(scheme="app2app", ...)`` watches org2's
-destination in the triggerer; each message whose key matches ``order-*`` becomes an
-asset event whose payload is the message, and the DAG runs once per event.
+destination in the triggerer; each message whose key matches ``order-<number>`` becomes
+an asset event whose payload is the message. Asset events queued between two scheduler
+loops start one run together, so the task handles every triggering event.
+
+Watchers and sensors on the same (connection, destination) compete for messages: the
+filter here (``order-\d+``) deliberately leaves the request/reply example's keys
+(``order-42-<run_id>``) to its sensor.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ inbound_orders = Asset(
                 scheme="app2app",
                 app2app_conn_id="app2app_org2",
                 destination=ORDERS_DESTINATION,
-                match={"key": "order-*", "key_match": "glob"},
+                match={"key": r"order-\d+", "key_match": "regex"},
                 content_format="json",
             ),
         )

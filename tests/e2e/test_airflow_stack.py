@@ -21,7 +21,7 @@ import pytest
 
 from airflow_provider_app2app.client import App2AppClient
 from tests.e2e.observe import StatusRecorder, subscriptions
-from tests.support.airflow import AirflowStack
+from tests.support.airflow import AirflowStack, listening_sockets_of_group
 from tests.support.emulator import EmulatorProcess
 
 REQUEST_REPLY = "app2app_request_reply"
@@ -37,6 +37,21 @@ def uncommitted(emulator: EmulatorProcess) -> dict[str, tuple[int, int]]:
         for d in emulator.status()["destinations"]
         if d["committed"] != d["log_length"]
     }
+
+
+def wait_fully_committed(emulator: EmulatorProcess, stack: AirflowStack) -> float:
+    """Wait (bounded) until every destination is fully committed; return the seconds
+    it took. The commit after a claim is persistence-gated, so it may lag a little."""
+    started = time.monotonic()
+    deadline = started + COMMIT_TIMEOUT
+    while behind := uncommitted(emulator):
+        stack.check_alive()
+        assert time.monotonic() < deadline, (
+            f"Not fully committed after {COMMIT_TIMEOUT}s: name -> (committed, log length) "
+            f"{behind}\n{stack.diagnostics()}"
+        )
+        time.sleep(0.25)
+    return time.monotonic() - started
 
 
 def wait_for(condition: Any, timeout: float, what: str, stack: AirflowStack) -> Any:
@@ -70,6 +85,7 @@ def test_request_reply_twice_through_real_triggerer(
     org2 = emulator.uri("org2-managed")
 
     runs: list[tuple[str, list[dict[str, str]], float]] = []
+    commit_lags = []
     for _ in range(2):
         mark = len(emulator.output)
         started = time.monotonic()
@@ -81,6 +97,9 @@ def test_request_reply_twice_through_real_triggerer(
             f"run {run_id} ended {state}: {stack.task_instances(REQUEST_REPLY, run_id)}\n"
             f"{stack.diagnostics()}"
         )
+        # No backlog left behind for the next run: everything this run delivered is
+        # committed once Airflow persisted the trigger events.
+        commit_lags.append(wait_fully_committed(emulator, stack))
         runs.append((run_id, subscriptions(emulator.output[mark:]), elapsed))
 
     # Each run saw its own request and reply, never the other run's.
@@ -114,18 +133,15 @@ def test_request_reply_twice_through_real_triggerer(
     assert status_recorder.samples > 10
     assert max(status_recorder.peak.values()) <= 1, status_recorder.peak
 
-    # Everything is committed once Airflow persisted the events (the commit lags the
-    # claim by a state-sync round or two): no backlog left for the next run.
-    wait_for(
-        lambda: not uncommitted(emulator),
-        COMMIT_TIMEOUT,
-        f"every destination to be fully committed (still behind: {uncommitted(emulator)})",
-        stack,
-    )
+    # Afterwards every destination is fully committed, the two requests and replies.
+    assert uncommitted(emulator) == {}
     status = {d["name"]: d for d in emulator.status()["destinations"]}
     assert status["org2-managed"]["log_length"] == 2  # the two requests
     assert status["org1-managed"]["log_length"] == 2  # the two replies
-    print(f"request/reply runs took {', '.join(f'{e:.1f}s' for _, _, e in runs)}")
+    print(
+        f"request/reply runs took {', '.join(f'{e:.1f}s' for _, _, e in runs)}; fully "
+        f"committed {', '.join(f'{lag:.1f}s' for lag in commit_lags)} after success"
+    )
 
 
 # ----------------------------------------------------------------- event-driven
@@ -190,7 +206,7 @@ def test_event_driven_dag_runs_once_per_inbound_message(
                 f"an asset event for {key!r} consumed by a DAG run",
                 stack,
             )
-        # A message the watcher's filter (key glob "order-*") does not match.
+        # A message the watcher's filter (key regex "order-\\d+") does not match.
         client.produce(org2, {"not": "an order"}, key="other-1")
         client.wait_for_delivery(["other-1"], timeout=10)
 
@@ -245,13 +261,22 @@ def test_event_driven_dag_runs_once_per_inbound_message(
     wait_for(
         lambda: emulator.destination_status(org2)["committed"] >= after_orders,
         COMMIT_TIMEOUT,
-        f"the orders on org2's destination to be committed ({emulator.destination_status(org2)})",
+        "the orders on org2's destination to be committed",
         stack,
     )
     final = emulator.destination_status(org2)
     assert final["log_length"] == after_orders + 1
     assert final["committed"] == after_orders, final
     assert {k: v for k, v in uncommitted(emulator).items() if k != "org2-managed"} == {}
+
+
+def test_stack_and_emulator_listen_on_loopback_only(stack: AirflowStack, emulator: EmulatorProcess):
+    listening = stack.listening_sockets() + [
+        ("emulator", address, port) for address, port in listening_sockets_of_group(emulator.pid)
+    ]
+    assert ("api-server", "127.0.0.1", stack.api_port) in listening
+    assert ("emulator", "127.0.0.1", emulator.port) in listening
+    assert {address for _, address, _ in listening} == {"127.0.0.1"}, listening
 
 
 @pytest.fixture(autouse=True)

@@ -178,9 +178,10 @@ def stack_env(home: AirflowHome, api_port: int) -> dict[str, str]:
 
     Found on Airflow 3.3.2: the execution API URL must name the api-server's port; the
     scheduler (which signs the task tokens) and the api-server (which checks them) must
-    share ``[api_auth] jwt_secret``, else each generates its own and every task fails
-    with 403; ``simple_auth_manager_all_admins`` lets the tests call the public REST
-    API with no login (it is bound to 127.0.0.1 only).
+    share one ``[api_auth] jwt_secret``, set explicitly here (with an empty one the
+    api-server refuses to start and the other components each generate their own);
+    ``simple_auth_manager_all_admins`` lets the tests call the public REST API with no
+    login (it is bound to 127.0.0.1 only).
     """
     base_url = f"http://127.0.0.1:{api_port}"
     return {
@@ -432,6 +433,15 @@ class AirflowStack:
             p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*.log"))
         )
 
+    def listening_sockets(self) -> list[tuple[str, str, int]]:
+        """``(component, address, port)`` of every TCP socket a process of the stack's
+        process groups listens on (read from ``/proc``; Linux only)."""
+        return [
+            (name, address, port)
+            for name, component in self.components.items()
+            for address, port in listening_sockets_of_group(component.pid)
+        ]
+
     # ---------------------------------------------------------------- stopping
 
     def stop(self, grace: float = 20) -> None:
@@ -502,3 +512,59 @@ def start_airflow_stack(
         stack.stop()
         raise
     return stack
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """PIDs of the processes in process group ``pgid`` (from ``/proc``; Linux only)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def _decode_address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    # /proc/net/tcp6 prints the address as four host-order 32-bit words.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def listening_sockets_of_group(pgid: int) -> list[tuple[str, int]]:
+    """``(address, port)`` of the TCP sockets that processes of group ``pgid`` listen on."""
+    inodes: set[str] = set()
+    for pid in process_group_members(pgid):
+        inodes |= _socket_inodes(pid)
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                address, port = local.rsplit(":", 1)
+                found.append((_decode_address(address), int(port, 16)))
+    return found
