@@ -10,5 +10,6 @@ Modules, one concept each: :mod:`.config` (the environment and the demo one),
 :mod:`.auth` (credentials), :mod:`.store` (durable logs), :mod:`.broker` (the
 service's behaviour), :mod:`.eio3_compat` (the Engine.IO 3 server on Python 3.11),
 :mod:`.transport` (Socket.IO), :mod:`.rest` (HTTP endpoints), :mod:`.summary`
-(environment.json and the start-up text), :mod:`.server` (assembly) and :mod:`.cli`.
+(environment.json and the start-up text), :mod:`.connections` (Airflow connections
+from environment.json), :mod:`.server` (assembly) and :mod:`.cli`.
 """

@@ -493,7 +493,10 @@ class Broker:
     # -------------------------------------------------------------------- deliver
 
     def _kick(self, dest: _DestinationState) -> None:
-        if self._closed or dest.active is None:
+        active = dest.active
+        if self._closed or active is None or dest.delivered >= dest.length:
+            return
+        if not active.window_open():
             return
         if dest.pump is None or dest.pump.done():
             dest.pump = self._spawn(self._pump(dest), name=f"pump-{dest.config.name}")

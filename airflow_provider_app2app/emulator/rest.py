@@ -6,8 +6,25 @@
 * ``GET /healthz``: ``{"status": "ok"}`` while the emulator serves.
 * ``GET /emulator/status`` (no auth, it holds no secrets): open connections with their
   protocol generation and username, subscriptions and the active one per destination,
-  and per destination the log length and the committed and delivered positions. See
-  :meth:`.broker.Broker.status` for the fields.
+  and per destination the log length and the committed and delivered positions::
+
+    {"version", "pid", "endpoint", "started_at",
+     "store": "sqlite" | "memory",
+     "settings": {"delivery_event", "payload_format", "envelope_encoding",
+                  "max_content_bytes"},
+     "connections": [{"id", "generation": "EIO3" | "EIO4", "username", "membership",
+                      "connected_at", "tuning": {"auto_commit", "read_ahead",
+                      "batch_size", "batch_timeout"},
+                      "subscriptions": [uri], "active_for": [uri],
+                      "outstanding", "produced", "batches", "delivered", "commits"}],
+     "destinations": [{"uri", "name", "membership", "kaleido_managed",
+                       "log_length", "committed", "committed_durable", "delivered",
+                       "active": connection id | null, "standbys": [connection id]}]}
+
+  Positions count messages: ``committed`` is what consumers committed (the
+  ``read_ahead`` window and redelivery use it), ``committed_durable`` what the store
+  has made durable (it follows within milliseconds), ``delivered`` how far the active
+  subscriber has been sent (back to ``committed`` when none is active).
 """
 
 from __future__ import annotations

@@ -21,13 +21,14 @@ import abc
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DATABASE_NAME = "app2app.sqlite3"
 """File name of the SQLite database in the data directory."""
@@ -185,9 +186,10 @@ class SqliteStore(Store):
         self.transactions = 0
         """How many write transactions were made (for the status endpoint)."""
 
-    async def _run(self, function: object, *args: object) -> object:
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run ``function(*args)`` on the store's own thread (SQLite is used from it only)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)  # type: ignore[arg-type]
+        return await loop.run_in_executor(self._executor, function, *args)
 
     def _open_sync(self) -> dict[str, LogState]:
         connection = sqlite3.connect(self.path, isolation_level=None)
@@ -225,7 +227,7 @@ class SqliteStore(Store):
 
     async def open(self) -> dict[str, LogState]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        states: dict[str, LogState] = await self._run(self._open_sync)  # type: ignore[assignment]
+        states = await self._run(self._open_sync)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         return states
 
@@ -252,9 +254,7 @@ class SqliteStore(Store):
             batch, self._pending = self._pending, []
             if batch:
                 try:
-                    results: list[list[LogRecord]] = await self._run(  # type: ignore[assignment]
-                        self._write_sync, batch
-                    )
+                    results = await self._run(self._write_sync, batch)
                 except Exception as exc:
                     log.error("Could not write to %s: %s", self.path, exc)
                     for write in batch:

@@ -4,7 +4,7 @@ Every public App2App client speaks Socket.IO 2.x (Engine.IO 3); current Python c
 speak Engine.IO 4. The emulator therefore runs a python-socketio 5 ``AsyncServer``
 and a ``socketio_v4`` one (with the fixes of :mod:`.eio3_compat`) side by side on one
 aiohttp application and dispatches each ``/socket.io/`` request on its ``EIO`` query
-parameter, which every Engine.IO request carries: ``EIO=3`` goes to the legacy
+parameter, which every Engine.IO request carries: ``EIO=3`` (or 2) goes to the legacy
 server, anything else to the modern one.
 
 Both servers serve the ``/api/v1`` namespace with the same handlers. The namespace
@@ -14,6 +14,12 @@ tuning parameters from the handshake query; a refusal raises
 ``connect_error`` handler. Each accepted connection becomes a broker
 :class:`~.broker.Connection` with a :class:`SocketPeer` to emit through. Handlers take
 any arguments and never raise: bad input gets an ack error or is logged.
+
+Small subclasses harden both stacks without patching the libraries: malformed
+Socket.IO packets and reserved event names are dropped with one log line
+(:class:`_InputGuard`); an undecodable websocket frame closes only its own session at
+once instead of leaving it half-open until the ping timeout, and a long-polling
+client's close answers its pending poll at once (:class:`_EngineGuard`).
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = "/socket.io/"
 CLOSE_TIMEOUT = 2.0
-"""Seconds to wait for one client's socket to close when the emulator stops."""
+"""Seconds a stop waits for the clients' sockets to close (all at once), and again for
+websockets to finish their closing handshake."""
 _RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
 
 
@@ -197,7 +204,7 @@ class ModernServer(_InputGuard, socketio.AsyncServer):  # type: ignore[misc]
 
 
 class LegacyServer(_InputGuard, LegacyAsyncServer):
-    """``socketio_v4`` ``AsyncServer`` (Engine.IO 3), fixed for Python 3.11, with the input guard."""
+    """``socketio_v4`` ``AsyncServer`` (Engine.IO 3), fixed for Python 3.11, input-guarded."""
 
     def _engineio_v3_server_class(self) -> type:
         return _LegacyEngineServer
@@ -378,7 +385,9 @@ class SocketTransport:
         environ: dict[str, Any],
         refused: type[Exception],
     ) -> None:
-        peer_address = environ.get("REMOTE_ADDR", "?")
+        # The Engine.IO drivers hard-code REMOTE_ADDR; aiohttp knows the real peer.
+        request = environ.get("aiohttp.request")
+        peer_address = getattr(request, "remote", None) or "?"
         try:
             credential = authenticate(self.broker.environment, environ.get("HTTP_AUTHORIZATION"))
         except AuthenticationError as exc:

@@ -93,7 +93,9 @@ class RawClient:
         return {"Authorization": header if self.basic_prefix else header.split(" ", 1)[1]}
 
     def _url(self) -> str:
-        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in self.tuning.items()}
+        query = {
+            k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in self.tuning.items()
+        }
         return f"{self.base_url}?{urlencode(query)}" if query else self.base_url
 
     async def connect(self, timeout: float = 10) -> RawClient:
@@ -102,8 +104,10 @@ class RawClient:
         :raises ConnectRefused: when the server refuses, with its reason.
         """
         legacy = self.generation == "EIO3"
-        self.sio = socketio_v4.AsyncClient(reconnection=False) if legacy else socketio.AsyncClient(
-            reconnection=False
+        self.sio = (
+            socketio_v4.AsyncClient(reconnection=False)
+            if legacy
+            else socketio.AsyncClient(reconnection=False)
         )
         outcome: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 

@@ -34,7 +34,7 @@ def write_test_config(
     """
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True)
-    lines = ['[environment]', 'id = "test"', 'service = "app2app"']
+    lines = ["[environment]", 'id = "test"', 'service = "app2app"']
     for member in memberships:
         password = (passwords or {}).get(member, f"{member}-secret")
         lines += [

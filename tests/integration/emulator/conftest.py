@@ -60,14 +60,16 @@ def pool(emulator: EmulatorProcess) -> DestinationPool:
 
 
 @pytest.fixture
-def spawn_emulator(tmp_path: Path, emulator_config: Path) -> Iterator[Callable[..., EmulatorProcess]]:
+def spawn_emulator(
+    tmp_path: Path, emulator_config: Path
+) -> Iterator[Callable[..., EmulatorProcess]]:
     """Start extra emulators (with the test config unless ``config=None``); all are
     stopped at the end of the test."""
     started: list[EmulatorProcess] = []
 
-    def spawn(*args: str, data_dir: Path | None = None, config: Path | None = emulator_config) -> (
-        EmulatorProcess
-    ):
+    def spawn(
+        *args: str, data_dir: Path | None = None, config: Path | None = emulator_config
+    ) -> EmulatorProcess:
         extra = ("--config", str(config)) if config is not None else ()
         process = start_emulator(data_dir or tmp_path / f"emu{len(started)}", *extra, *args)
         started.append(process)

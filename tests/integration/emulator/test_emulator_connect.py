@@ -95,9 +95,7 @@ async def test_tuning_parameters_arrive_from_the_handshake_query(emulator, clien
 
 async def test_polling_transport_works_for_both_generations(emulator, pool, generation):
     username, password = emulator.credential("org1")
-    client = RawClient(
-        emulator.base_url, username, password, generation, transports=("polling",)
-    )
+    client = RawClient(emulator.base_url, username, password, generation, transports=("polling",))
     try:
         await client.connect()
         dst = pool.uri("org1")
@@ -112,9 +110,7 @@ async def test_polling_transport_works_for_both_generations(emulator, pool, gene
         await client.disconnect()
 
 
-async def test_legacy_server_emits_despite_python_311_asyncio_wait_change(
-    emulator, clients, pool
-):
+async def test_legacy_server_emits_despite_python_311_asyncio_wait_change(emulator, clients, pool):
     """socketio_v4's stock emit fails on Python >= 3.11; the emulator's fix delivers."""
     legacy = await clients("org1", "EIO3")
     dst = pool.uri("org1")

@@ -16,7 +16,9 @@ from tests.support.clients import proven
 
 async def produce_many(producer, sender, receiver, count, prefix="m"):
     for index in range(count):
-        assert await producer.produce(proven(sender, receiver, f"{prefix}{index}"), f"k{index}") == (
+        assert await producer.produce(
+            proven(sender, receiver, f"{prefix}{index}"), f"k{index}"
+        ) == (
             None,
             "Message sent.",
         )
@@ -175,7 +177,9 @@ async def test_batched_messages_are_still_delivered_and_committed_one_by_one(
     consumer = await clients("org2", generation, auto_commit=False, read_ahead=2)
     producer = await clients("org1", generation, batch_size=5, batch_timeout=100)
     await consumer.subscribe(dst)
-    await asyncio.gather(*(producer.produce(proven(pool.uri("org1"), dst, f"x{i}")) for i in range(5)))
+    await asyncio.gather(
+        *(producer.produce(proven(pool.uri("org1"), dst, f"x{i}")) for i in range(5))
+    )
     assert await contents(consumer, 2) == ["x0", "x1"]
     for expected in ["x2", "x3", "x4"]:
         await consumer.commit()

@@ -103,7 +103,9 @@ async def test_delivery_to_external_destination_is_a_ber_envelope_that_opens(
     producer = await clients("org1", generation)
     await consumer.subscribe(recipient["uri"])
     signature = sign(b"for your eyes", sender_key)
-    await producer.produce(proven(sender["uri"], recipient["uri"], "for your eyes", signature), "e1")
+    await producer.produce(
+        proven(sender["uri"], recipient["uri"], "for your eyes", signature), "e1"
+    )
     delivery = await consumer.next_delivery()
     assert delivery.key == "e1"
     pem = delivery.payload

@@ -158,7 +158,7 @@ async def test_garbage_engineio_frames_do_not_hurt_the_server(emulator, clients,
         "",
         "42/api/v1,1[null]",
         "42/api/v1,[1,2,3]",
-        "45-/api/v1,[\"produce\",{\"_placeholder\":true,\"num\":0}]",
+        '45-/api/v1,["produce",{"_placeholder":true,"num":0}]',
         "41/api/v1,",
         "40/nope,",
         b"\x00\xff\x13\x37",
@@ -225,7 +225,9 @@ _leaf = st.one_of(
 )
 _json = st.recursive(
     _leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -238,8 +240,12 @@ def _message(uris: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
     signature = st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=30), _json)
     content = st.one_of(st.text(max_size=60), st.binary(max_size=60), _json)
     proven_ = st.fixed_dictionaries(
-        {"headers": st.fixed_dictionaries({"from": uris, "to": uris}, optional={"signature": signature}),
-         "content": content}
+        {
+            "headers": st.fixed_dictionaries(
+                {"from": uris, "to": uris}, optional={"signature": signature}
+            ),
+            "content": content,
+        }
     )
     documented_ = st.fixed_dictionaries(
         {"from": uris, "to": uris}, optional={"content": content, "signature": signature}

@@ -55,9 +55,7 @@ async def test_documented_forms_message_event_and_json_strings(
     assert json.loads(report)["key"] == "doc-1"
 
 
-async def test_json_payload_carries_binary_content_as_node_buffer(
-    documented_emulator, clients
-):
+async def test_json_payload_carries_binary_content_as_node_buffer(documented_emulator, clients):
     sender = documented_emulator.uri("org1-m001")
     receiver = documented_emulator.uri("org2-m002")
     consumer = await clients("org2", target=documented_emulator)

@@ -166,7 +166,7 @@ async def test_batch_is_sealed_when_full_and_stored_in_one_write(environment):
 async def test_partial_batch_is_sealed_after_batch_timeout(environment):
     broker = await started(environment)
     src, dst = uri(environment, "org1-m002"), uri(environment, "org2-m002")
-    producer, peer = connect(broker, "org1", batch_size="10", batch_timeout="200")
+    producer, _ = connect(broker, "org1", batch_size="10", batch_timeout="200")
     loop = asyncio.get_running_loop()
     began = loop.time()
     result = await broker.produce(producer, message(src, dst))
