@@ -13,6 +13,7 @@ from airflow_provider_app2app.triggers.app2app import (
     App2AppMessageTrigger,
     App2AppWatcherTrigger,
 )
+from airflow_provider_app2app.triggers.destination_stream import SHARED_STREAMS_AVAILABLE
 
 DEST = "kld://app2app/m/org2/e/env1/s/svc1/d/org2-managed"
 
@@ -88,9 +89,10 @@ def test_delivery_trigger_serialises_to_the_exact_kwargs():
     )
 
 
-def test_shared_stream_key_is_connection_and_destination():
+def test_shared_stream_key_is_connection_and_destination_where_airflow_has_shared_streams():
     trigger = App2AppMessageTrigger(destination=DEST, app2app_conn_id="org2")
-    assert trigger.shared_stream_key() == ("app2app", "org2", DEST)
+    expected = ("app2app", "org2", DEST) if SHARED_STREAMS_AVAILABLE else None
+    assert trigger.shared_stream_key() == expected
     alone = App2AppMessageTrigger(destination=DEST, use_shared_stream=False)
     assert alone.shared_stream_key() is None
 
