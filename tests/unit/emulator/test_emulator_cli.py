@@ -85,7 +85,8 @@ def test_loopback_hosts_need_no_warning(host):
     assert exposure_warning(host) is None
 
 
-@pytest.mark.parametrize("host", ["192.0.2.1", "0.0.0.0", "::", "2001:db8::1", ""])
+# Non-loopback addresses: the warning is computed from the address; nothing binds to them.
+@pytest.mark.parametrize("host", ["192.0.2.1", "0.0.0.0", "::", "2001:db8::1", ""])  # non-loopback
 def test_non_loopback_hosts_get_a_loud_warning(host):
     assert not is_loopback(host)
     warning = exposure_warning(host)
