@@ -308,10 +308,67 @@ class _Evidence:
         self.dropped = False
 
 
+class _TransportCore:
+    """What both transports share: settings, evidence, event registration, errors."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        generation: Generation,
+        on_event: EventCallback,
+        on_disconnect: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.generation = generation
+        self._on_event = on_event
+        self._on_disconnect = on_disconnect
+        self._evidence = _Evidence()
+        self._ended = False
+        self._sio: Any = None
+
+    def _classify(self, exc: BaseException) -> App2AppError:
+        if self._evidence.refused:
+            return refusal_error(self.settings, self._evidence.refusal)
+        if "Unexpected connection error" in str(exc):
+            return App2AppTimeoutError(
+                f"The server at {self.settings.parsed_endpoint.console_url} did not "
+                f"accept namespace {self.settings.parsed_endpoint.namespace} within "
+                f"connect_timeout={self.settings.connect_timeout:g}s; check the endpoint "
+                f"path or raise connect_timeout."
+            )
+        return classify_failure(self.settings, self.generation, exc)
+
+    def _register(self, sio: Any, namespace: str) -> None:
+        for event in SERVER_EVENTS:
+            sio.on(event, self._forwarder(event), namespace=namespace)
+        sio.on("connect", self._connected, namespace=namespace)
+        sio.on("connect_error", self._refused, namespace=namespace)
+        sio.on("disconnect", self._dropped, namespace=namespace)
+        if self.generation == "legacy":
+            sio.on("connect_error", self._refused, namespace="/")
+            sio.on("disconnect", self._dropped, namespace="/")
+
+    def _forwarder(self, event: str) -> Callable[..., None]:
+        def forward(*args: Any) -> None:
+            if not self._ended:
+                self._on_event(event, args)
+
+        return forward
+
+    def _connected(self) -> None:
+        raise NotImplementedError
+
+    def _refused(self, *args: Any) -> None:
+        raise NotImplementedError
+
+    def _dropped(self, *args: Any) -> None:
+        raise NotImplementedError
+
+
 # ------------------------------------------------------------------- sync adapter
 
 
-class SyncTransport:
+class SyncTransport(_TransportCore):
     """One Socket.IO connection (threads), modern or legacy.
 
     :param settings: the client settings.
@@ -328,14 +385,8 @@ class SyncTransport:
         on_event: EventCallback,
         on_disconnect: Callable[[], None],
     ) -> None:
-        self.settings = settings
-        self.generation = generation
-        self._on_event = on_event
-        self._on_disconnect = on_disconnect
-        self._evidence = _Evidence()
+        super().__init__(settings, generation, on_event, on_disconnect)
         self._state = threading.Condition()
-        self._ended = False
-        self._sio: Any = None
 
     def connect(self) -> None:
         """Connect and join the namespace, or raise a typed error."""
@@ -420,36 +471,6 @@ class SyncTransport:
                 f"{namespace} within connect_timeout={settings.connect_timeout:g}s; "
                 f"check the endpoint path or raise connect_timeout."
             )
-
-    def _classify(self, exc: BaseException) -> App2AppError:
-        evidence = self._evidence
-        if evidence.refused:
-            return refusal_error(self.settings, evidence.refusal)
-        if "Unexpected connection error" in str(exc):
-            return App2AppTimeoutError(
-                f"The server at {self.settings.parsed_endpoint.console_url} did not "
-                f"accept namespace {self.settings.parsed_endpoint.namespace} within "
-                f"connect_timeout={self.settings.connect_timeout:g}s; check the endpoint "
-                f"path or raise connect_timeout."
-            )
-        return classify_failure(self.settings, self.generation, exc)
-
-    def _register(self, sio: Any, namespace: str) -> None:
-        for event in SERVER_EVENTS:
-            sio.on(event, self._forwarder(event), namespace=namespace)
-        sio.on("connect", self._connected, namespace=namespace)
-        sio.on("connect_error", self._refused, namespace=namespace)
-        sio.on("disconnect", self._dropped, namespace=namespace)
-        if self.generation == "legacy":
-            sio.on("connect_error", self._refused, namespace="/")
-            sio.on("disconnect", self._dropped, namespace="/")
-
-    def _forwarder(self, event: str) -> Callable[..., None]:
-        def forward(*args: Any) -> None:
-            if not self._ended:
-                self._on_event(event, args)
-
-        return forward
 
     def _connected(self) -> None:
         with self._state:
@@ -538,7 +559,7 @@ def sync_transport(
 # ---------------------------------------------------------------- asyncio adapter
 
 
-class AsyncTransport:
+class AsyncTransport(_TransportCore):
     """One Socket.IO connection (asyncio), modern or legacy.
 
     :param settings: the client settings.
@@ -555,14 +576,8 @@ class AsyncTransport:
         on_event: EventCallback,
         on_disconnect: Callable[[], None],
     ) -> None:
-        self.settings = settings
-        self.generation = generation
-        self._on_event = on_event
-        self._on_disconnect = on_disconnect
-        self._evidence = _Evidence()
+        super().__init__(settings, generation, on_event, on_disconnect)
         self._changed: asyncio.Event | None = None
-        self._ended = False
-        self._sio: Any = None
         self._session: aiohttp.ClientSession | None = None
 
     async def connect(self) -> None:
@@ -649,35 +664,6 @@ class AsyncTransport:
                 f"{settings.username!r} joined namespace {namespace}; check the "
                 f"credentials and the endpoint path."
             )
-
-    def _classify(self, exc: BaseException) -> App2AppError:
-        if self._evidence.refused:
-            return refusal_error(self.settings, self._evidence.refusal)
-        if "Unexpected connection error" in str(exc):
-            return App2AppTimeoutError(
-                f"The server at {self.settings.parsed_endpoint.console_url} did not "
-                f"accept namespace {self.settings.parsed_endpoint.namespace} within "
-                f"connect_timeout={self.settings.connect_timeout:g}s; check the endpoint "
-                f"path or raise connect_timeout."
-            )
-        return classify_failure(self.settings, self.generation, exc)
-
-    def _register(self, sio: Any, namespace: str) -> None:
-        for event in SERVER_EVENTS:
-            sio.on(event, self._forwarder(event), namespace=namespace)
-        sio.on("connect", self._connected, namespace=namespace)
-        sio.on("connect_error", self._refused, namespace=namespace)
-        sio.on("disconnect", self._dropped, namespace=namespace)
-        if self.generation == "legacy":
-            sio.on("connect_error", self._refused, namespace="/")
-            sio.on("disconnect", self._dropped, namespace="/")
-
-    def _forwarder(self, event: str) -> Callable[..., None]:
-        def forward(*args: Any) -> None:
-            if not self._ended:
-                self._on_event(event, args)
-
-        return forward
 
     def _notify(self) -> None:
         if self._changed is not None:
