@@ -6,7 +6,6 @@ and bytes travel as base64 with an explicit ``content_encoding`` marker.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, get_args
 
 from airflow.triggers.base import TriggerEvent
@@ -72,14 +71,6 @@ def success_event(**payload: Any) -> dict[str, Any]:
 def error_event(message: str, **payload: Any) -> dict[str, Any]:
     """A failed trigger event's payload; ``message`` names what happened and the fix."""
     return {"status": "error", "message": message, **payload}
-
-
-def is_json_native(value: object) -> bool:
-    """Whether ``value`` survives JSON unchanged (what trigger kwargs must be)."""
-    try:
-        return bool(json.loads(json.dumps(value)) == value)
-    except (TypeError, ValueError):
-        return False
 
 
 def fire(payload: dict[str, Any]) -> TriggerEvent:
